@@ -136,6 +136,8 @@ def encode(frames, codec: str = 'libx264', *, crf: float | None = None,
   """
   frames = _check_frames(frames)
   t, h, w, _ = frames.shape
+  if codec not in _CONTAINERS:
+    raise errors.ConfigError(f'codec: expected one of {CODECS}, got {codec!r}')
   if codec in ('libx264', 'libx265') and pix_fmt == 'yuv420p' and (h % 2 or w % 2):
     raise errors.SizeError(
         f'frames: {codec} yuv420p needs even width and height, got {w}x{h}')

@@ -1,0 +1,29 @@
+"""Video in and out, array transforms, tubelets and chunk grids."""
+
+from jaxvr.video.io import (
+  VideoInfo,
+  iter_frames,
+  probe_video,
+  read_luma,
+  read_video,
+  write_video,
+)
+from jaxvr.video.transforms import (
+  MEAN,
+  STD,
+  center_crop,
+  denormalize,
+  luma,
+  normalize,
+  random_crop,
+  resize,
+  resize_short_side,
+  short_side_size,
+  to_uint8,
+)
+
+__all__ = [
+  'MEAN', 'STD', 'VideoInfo', 'center_crop', 'denormalize', 'iter_frames',
+  'luma', 'normalize', 'probe_video', 'random_crop', 'read_luma', 'read_video', 'resize',
+  'resize_short_side', 'short_side_size', 'to_uint8', 'write_video',
+]

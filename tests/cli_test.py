@@ -1,0 +1,50 @@
+"""The jaxvr command: output, JSON, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jaxvr import cli
+from jaxvr.assets import sample_clip_path
+
+
+def test_codecs_command(tmp_path, capsys):
+  out = tmp_path / 'rows.json'
+  code = cli.main(['codecs', str(sample_clip_path()), '--frames', '4',
+                   '--size', '96', '--no-vmaf', '--no-strred',
+                   '--setting', 'libx264:lossless:yuv444p',
+                   '--setting', 'libx264:crf=30:yuv420p', '--json', str(out)])
+  assert code == 0
+  text = capsys.readouterr().out
+  assert 'libx264:crf=30:yuv420p' in text and '| factor |' in text
+  rows = json.loads(out.read_text())['rows']
+  assert rows[0]['factor'] == pytest.approx(1.0) and rows[1]['factor'] > 1
+
+
+@pytest.mark.parametrize('content, words', [
+    (b'not a video at all', 'cannot read'),
+    (b'', 'empty'),
+])
+def test_bad_clip_is_one_line_and_nonzero(tmp_path, content, words):
+  bad = tmp_path / 'bad.mp4'
+  bad.write_bytes(content)
+  proc = subprocess.run([sys.executable, '-m', 'jaxvr.cli', 'codecs', str(bad)],
+                        capture_output=True, text=True, check=False)
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and 'bad.mp4' in lines[0] and words in lines[0]
+
+
+def test_bad_setting_message(capsys, tmp_path):
+  code = cli.main(['codecs', str(sample_clip_path()), '--frames', '2',
+                   '--setting', 'libx264:turbo'])
+  assert code == 2
+  assert 'turbo' in capsys.readouterr().err
+
+
+def test_help_lists_commands(capsys):
+  with pytest.raises(SystemExit):
+    cli.main(['--help'])
+  assert 'codecs' in capsys.readouterr().out
