@@ -43,9 +43,9 @@ def _load_clip(args):
 
 
 def _write_json(path: str, payload) -> None:
-  from jaxvr.video.io import _atomic_write
+  from jaxvr.video.io import atomic_write
 
-  _atomic_write(path, json.dumps(payload, indent=1, default=float).encode())
+  atomic_write(path, json.dumps(payload, indent=1, default=float).encode())
 
 
 def cmd_codecs(args) -> int:
@@ -69,6 +69,65 @@ def cmd_codecs(args) -> int:
   return 0
 
 
+def cmd_compare(args) -> int:
+  """Every chosen reducer on every clip, with tables and an HTML report."""
+  from jaxvr import compare, evaluation
+  from jaxvr.report import html, tables
+
+  names = args.reducers.split(',') if args.reducers else list(compare.DEFAULT_REDUCERS)
+  metric_names = [m for m in evaluation.ALL_METRICS
+                  if not (args.no_vmaf and m == 'vmaf')]
+  spec = compare.ClipSpec(frames=args.frames, start=args.start,
+                          size=args.size or None)
+  rows = compare.compare(args.videos, args.out, reducer_names=names, spec=spec,
+                         metric_names=metric_names)
+  report = html.write_report(args.out, rows)
+  ok = [r for r in rows if 'error' not in r]
+  metrics = [m for m in html.QUALITY if any(m in r for r in ok)]
+  print(tables.markdown(tables.with_intervals(tables.summarize(ok, metrics), metrics)))
+  for r in rows:
+    if 'error' in r:
+      print(f'failed: {r["clip"]} / {r["reducer"]}: {r["error"]}')
+  print(f'wrote {report}, results.csv, results.json')
+  return 0
+
+
+def cmd_sparse_mp4(args) -> int:
+  """Sparse MP4 encode (decimate + lossless stream) or decode (restore)."""
+  from jaxvr import video
+  from jaxvr.lca import sparse_mp4
+  from jaxvr.reducers import sparse_mp4 as reducer
+
+  if args.action == 'encode':
+    frames, fps, _ = _load_clip(args)
+    payload = sparse_mp4.encode(frames, fps=fps, layout=args.layout,
+                                parity=args.parity, codec=args.codec)
+    video.io.atomic_write(args.output, payload.to_bytes())
+    print(f'{args.output}: {payload.size:,} bytes for {frames.shape[0]} frames '
+          f'{frames.shape[2]}x{frames.shape[1]} ({args.layout}, {args.codec})')
+    return 0
+  with open(args.input, 'rb') as f:
+    payload = sparse_mp4.SparseMP4Payload.from_bytes(f.read())
+  r = reducer.SparseMP4Reducer(
+      args.restore, kernels=None if not args.dictionary else _load_kernels(args.dictionary))
+  from jaxvr.reducers import Payload
+  out = r.decode(Payload(payload.to_bytes()))
+  video.write_video(args.output, out, fps=payload.fps, lossless=True)
+  print(f'{args.output}: {out.shape[0]} frames restored ({args.restore})')
+  return 0
+
+
+def _load_kernels(path: str):
+  import numpy as np
+
+  if not os.path.exists(path):
+    raise errors.CheckpointError(f'{path}: no such dictionary file')
+  with np.load(path) as z:
+    if 'kernels' not in z:
+      raise errors.CheckpointError(f'{path}: expected an .npz with a "kernels" array')
+    return z['kernels']
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog='jaxvr',
@@ -90,6 +149,48 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--no-strred', action='store_true', help='skip ST-RRED')
   p.add_argument('--json', default=None, help='also write the rows to this JSON file')
   p.set_defaults(func=cmd_codecs)
+
+  p = sub.add_parser(
+      'compare', help='run every reducer and codec on videos; tables, plots and an HTML report',
+      description='Run reducers (methods, baselines and codecs) on each video at the '
+                  'working resolution, measure bytes and quality, and write '
+                  'results.csv, results.json and a self-contained report.html. An '
+                  'interrupted run resumes where it stopped.')
+  p.add_argument('videos', nargs='+', help='video files')
+  p.add_argument('--out', required=True, help='output folder')
+  p.add_argument('--reducers', default=None,
+                 help='comma-separated reducer names (default: a standard set; '
+                      'see `jaxvr reducers`)')
+  p.add_argument('--frames', type=int, default=16, help='frames per clip (default 16)')
+  p.add_argument('--start', type=int, default=0, help='first frame (default 0)')
+  p.add_argument('--size', type=int, default=112,
+                 help='working resolution: short side, then centre crop (default 112; 0 = native)')
+  p.add_argument('--no-vmaf', action='store_true', help='skip VMAF')
+  p.set_defaults(func=cmd_compare)
+
+  p = sub.add_parser('reducers', help='list the registered reducers')
+  p.set_defaults(func=lambda args: print('\n'.join(__import__(
+      'jaxvr.reducers', fromlist=['available']).available())) or 0)
+
+  p = sub.add_parser(
+      'sparse-mp4', help='Sparse MP4: decimate 4:1 + lossless stream, or restore',
+      description='encode: drop every other frame and half of the pixels, write '
+                  'the rest as a lossless stream. decode: restore every missing '
+                  'pixel by sparse coding (or a classical interpolation).')
+  sp = p.add_subparsers(dest='action', required=True)
+  e = sp.add_parser('encode', help='video -> payload')
+  _add_clip_args(e, frames=48, size=0)
+  e.add_argument('output', help='payload file to write')
+  e.add_argument('--layout', default='packed', choices=['packed', 'zeros'])
+  e.add_argument('--parity', default='alternate', choices=['alternate', 'fixed'])
+  e.add_argument('--codec', default='libx264', choices=['libx264', 'libx264rgb', 'ffv1'])
+  d = sp.add_parser('decode', help='payload -> restored video (lossless mp4)')
+  d.add_argument('input', help='payload file')
+  d.add_argument('output', help='video file to write (.mp4)')
+  d.add_argument('--restore', default='fista', choices=['fista', 'lca', 'linear', 'copy'])
+  d.add_argument('--dictionary', default=None,
+                 help='.npz with "kernels" [K,3,kh,kw] (default: the bundled one)')
+  p.set_defaults(func=cmd_sparse_mp4)
   return parser
 
 

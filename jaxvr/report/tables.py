@@ -58,3 +58,61 @@ def to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
   writer.writeheader()
   writer.writerows(rows)
   return buf.getvalue()
+
+
+def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+  """Percentile bootstrap interval of the mean of ``values``."""
+  import numpy as np
+
+  v = np.asarray([x for x in values if np.isfinite(x)], np.float64)
+  if v.size == 0:
+    return float('nan'), float('nan')
+  if v.size == 1:
+    return float(v[0]), float(v[0])
+  rng = np.random.default_rng(seed)
+  means = v[rng.integers(0, v.size, (n_boot, v.size))].mean(axis=1)
+  lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+  return float(lo), float(hi)
+
+
+def summarize(rows: list[dict], metrics: list[str]) -> list[dict]:
+  """Per reducer: mean over clips of bpp and each metric, with 95% intervals.
+
+  Rows with an 'error' are left out. Each output row has ``reducer``,
+  ``clips``, ``<m>`` (mean) and ``<m>_lo``/``<m>_hi`` (bootstrap interval).
+  """
+  import numpy as np
+
+  by: dict[str, list[dict]] = {}
+  for row in rows:
+    if 'error' not in row:
+      by.setdefault(row['reducer'], []).append(row)
+  out = []
+  for name, group in by.items():
+    summary = {'reducer': name, 'clips': len(group)}
+    for m in ['bpp', *metrics]:
+      vals = [r[m] for r in group if m in r]
+      if not vals:
+        continue
+      finite = [v for v in vals if np.isfinite(v)]
+      summary[m] = float(np.mean(finite)) if finite else float('nan')
+      summary[f'{m}_lo'], summary[f'{m}_hi'] = bootstrap_ci(vals)
+    out.append(summary)
+  return sorted(out, key=lambda r: r.get('bpp', 0.0))
+
+
+def with_intervals(summary: list[dict], metrics: list[str]) -> list[dict]:
+  """Rows for printing: 'mean [lo, hi]' strings per metric."""
+  rows = []
+  for s in summary:
+    row = {'reducer': s['reducer'], 'clips': s['clips']}
+    for m in ['bpp', *metrics]:
+      if m in s:
+        name, fmt = _COLUMNS.get(m, (m, '{:.4g}'))
+        cell = fmt.format(s[m])
+        if s['clips'] > 1:
+          cell += f' [{fmt.format(s[m + "_lo"])}, {fmt.format(s[m + "_hi"])}]'
+        row[m] = cell
+    rows.append(row)
+  return rows

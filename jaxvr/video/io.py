@@ -225,7 +225,8 @@ def read_luma(path, *, max_frames: int | None = None, start: int = 0,
                                    max_frames=max_frames, plane='y')))
 
 
-def _atomic_write(path, data: bytes) -> None:
+def atomic_write(path, data: bytes) -> None:
+  """Writes ``data`` to a temp file beside ``path`` and renames it into place."""
   path = os.fspath(path)
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -233,6 +234,9 @@ def _atomic_write(path, data: bytes) -> None:
   try:
     with os.fdopen(fd, 'wb') as f:
       f.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -264,7 +268,7 @@ def write_video(path, frames, *, fps: float = 24, lossless: bool = False,
                                (0, frames.shape[2] % 2), (0, 0)), mode='edge')
     data = codecs.encode(frames, codec, crf=None if lossless else crf,
                          lossless=lossless, pix_fmt=pix_fmt, fps=fps)
-  _atomic_write(path, data)
+  atomic_write(path, data)
   return len(data)
 
 

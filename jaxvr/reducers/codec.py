@@ -1,0 +1,50 @@
+"""Classical codecs as reducers: x264, x265 and SVT-AV1 at several crf."""
+
+from __future__ import annotations
+
+import functools
+import struct
+
+import numpy as np
+
+from jaxvr import codecs
+from jaxvr.reducers.base import Payload, Reducer, register
+
+_SIZE = struct.Struct('<HH')
+
+
+class CodecReducer(Reducer):
+  """A real encode at one setting.
+
+  The payload is the container file behind a 4-byte header with the frame
+  height and width: 4:2:0 needs even sizes, so odd sizes are padded by edge
+  replication for the encoder and cropped after decoding.
+  """
+
+  def __init__(self, codec: str, crf: float, pix_fmt: str = 'yuv420p'):
+    self.codec, self.crf, self.pix_fmt = codec, crf, pix_fmt
+
+  def encode(self, video: np.ndarray, fps: float) -> Payload:
+    _, h, w, _ = video.shape
+    even = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
+    data = codecs.encode(even, self.codec, crf=self.crf, pix_fmt=self.pix_fmt,
+                         fps=fps)
+    return Payload(_SIZE.pack(h, w) + data,
+                   {'codec': self.codec, 'crf': self.crf, 'pix_fmt': self.pix_fmt})
+
+  def decode(self, payload: Payload) -> np.ndarray:
+    h, w = _SIZE.unpack(payload.data[:_SIZE.size])
+    return codecs.decode(payload.data[_SIZE.size:])[:, :h, :w]
+
+
+# x264 at the Sparse MP4 paper's near-lossless points (yuv444p, as the codec
+# anchors showed) and along a rate-distortion curve for each codec.
+for _crf in (3, 4):
+  register(f'x264-crf{_crf}-444',
+           functools.partial(CodecReducer, 'libx264', _crf, 'yuv444p'))
+for _crf in (18, 23, 28, 33, 38):
+  register(f'x264-crf{_crf}', functools.partial(CodecReducer, 'libx264', _crf))
+for _crf in (20, 25, 30, 35, 40):
+  register(f'x265-crf{_crf}', functools.partial(CodecReducer, 'libx265', _crf))
+for _crf in (25, 35, 45, 55):
+  register(f'av1-crf{_crf}', functools.partial(CodecReducer, 'libsvtav1', _crf))

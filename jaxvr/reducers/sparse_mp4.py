@@ -1,0 +1,62 @@
+"""Sparse MP4 and its classical restorations as reducers.
+
+All three send the same lossless decimated stream (so they cost the same
+bytes); they differ only in how the decoder fills the missing samples.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from jaxvr import errors
+from jaxvr.lca import interpolate, sparse_mp4
+from jaxvr.reducers.base import Payload, Reducer, register
+
+
+def default_dictionary() -> np.ndarray:
+  """The bundled dictionary ``[K, 3, kh, kw]`` (see jaxvr/assets/README.md)."""
+  from jaxvr.assets import ASSETS
+
+  path = ASSETS / 'lca_dictionary.npz'
+  if not path.exists():
+    raise errors.CheckpointError(
+        f'{path}: the bundled Sparse MP4 dictionary is missing; train one with '
+        '`python -m train.lca_dictionary` and pass kernels=...')
+  with np.load(path) as z:
+    return z['kernels']
+
+
+class SparseMP4Reducer(Reducer):
+  """Decimate 4:1, lossless x264, restore by ``restore`` ('lca', 'fista',
+  'linear' or 'copy')."""
+
+  min_size = 8
+
+  def __init__(self, restore: str = 'fista', kernels=None,
+               config: sparse_mp4.RestoreConfig | None = None):
+    self.restore = restore
+    self._kernels = kernels
+    self.config = config
+
+  def encode(self, video: np.ndarray, fps: float) -> Payload:
+    p = sparse_mp4.encode(video, fps=fps)
+    return Payload(p.to_bytes(), {'layout': p.layout, 'parity': p.parity})
+
+  def decode(self, payload: Payload) -> np.ndarray:
+    p = sparse_mp4.SparseMP4Payload.from_bytes(payload.data)
+    if self.restore in interpolate.MODES:
+      observed, mask = sparse_mp4.decode_observed(p)
+      out = np.asarray(interpolate.interpolate(observed, mask, self.restore))
+      out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+      return out[:, :p.height, :p.width]
+    kernels = default_dictionary() if self._kernels is None else self._kernels
+    config = self.config or sparse_mp4.RestoreConfig(solver=self.restore)
+    return sparse_mp4.decode(p, kernels, config=config)
+
+
+register('sparse-mp4', functools.partial(SparseMP4Reducer, 'fista'))
+register('sparse-mp4-lca', functools.partial(SparseMP4Reducer, 'lca'))
+register('interp-linear', functools.partial(SparseMP4Reducer, 'linear'))
+register('interp-copy', functools.partial(SparseMP4Reducer, 'copy'))
