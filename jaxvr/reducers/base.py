@@ -54,6 +54,7 @@ class Reducer(abc.ABC):
 _REGISTRY: dict[str, Callable[..., Reducer]] = {}
 # Modules that register reducers when imported.
 _MODULES = ('jaxvr.reducers.codec', 'jaxvr.reducers.sparse_mp4',
+            'jaxvr.reducers.autoencoder',
             'jaxvr.reducers.carv', 'jaxvr.reducers.sparsegan')
 
 

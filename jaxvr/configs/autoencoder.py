@@ -1,0 +1,45 @@
+r"""Config of the bottleneck-autoencoder trainer (Sparse MP4's learned baseline).
+
+Run::
+
+  python -m train.autoencoder --config=jaxvr/configs/autoencoder.py \
+      --workdir=runs/autoencoder --config.data.clips_dir=path/to/videos
+
+``get_config(arg)``: ``default`` (64x64 random crops of frame pairs, width
+48) or ``smoke`` (16x16 synthetic pairs, width 8, 4 steps; tests and CI).
+"""
+
+import ml_collections
+
+from jaxvr.errors import ConfigError
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Builds the trainer config (``arg``: 'default' or 'smoke')."""
+  arg = (arg or 'default').strip()
+  if arg not in ('default', 'smoke'):
+    raise ConfigError(f"autoencoder config: unknown option {arg!r}, expected 'default' or 'smoke'")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.total_steps = 3000
+  c.log_every = 50
+  c.ckpt_every = 500
+  c.keep_ckpts = 2
+  c.n_devices = ml_collections.FieldReference(None, field_type=int)
+  c.noise_std = 0.03          # input corruption, in [0, 1] pixel units
+  c.model = ml_collections.ConfigDict({'width': 48, 'blocks': 2, 'dtype': 'float32'})
+  c.optim = ml_collections.ConfigDict({'lr': 2e-3, 'warmup_steps': 100,
+                                       'min_lr': 1e-5, 'clip_grad': 1.0})
+  c.data = ml_collections.ConfigDict({
+      'source': 'videos', 'clips_dir': '', 'size': 64, 'batch_size': 16,
+      'frame_stride': 1, 'preload_short_side': 128, 'num_workers': 0})
+  if arg == 'smoke':
+    c.total_steps = 4
+    c.log_every = 2
+    c.ckpt_every = 2
+    c.model.width = 8
+    c.model.blocks = 1
+    c.data.source = 'synthetic'
+    c.data.size = 16
+    c.data.batch_size = 8
+  return c

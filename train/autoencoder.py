@@ -1,0 +1,35 @@
+r"""Trains the denoising bottleneck autoencoder (Sparse MP4's learned baseline).
+
+  python -m train.autoencoder --config=jaxvr/configs/autoencoder.py \
+      --workdir=runs/autoencoder --config.data.clips_dir=path/to/videos
+
+Rerunning resumes from the latest checkpoint in ``--workdir``; ``--export``
+writes the final parameters as a weights folder usable by the reducer.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxvr.training import sharding
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder.', required=True)
+_EXPORT = flags.DEFINE_string('export', None, 'Also save the final params here.')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'e.g. jaxvr/configs/autoencoder.py:smoke', lock_config=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  sharding.maybe_initialize_distributed()
+  from jaxvr.training import autoencoder, checkpoint, loop
+  loop.quiet_library_logs()
+  result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
+  if _EXPORT.value:
+    checkpoint.save_params(_EXPORT.value, result.state.params, _CONFIG.value.model)
+  print(f'finished at step {result.step}: {result.last_metrics}')
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)
