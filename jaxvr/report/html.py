@@ -26,6 +26,7 @@ th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; } .note { color: #555; font-size: 13px; }
 .row { display: flex; flex-wrap: wrap; gap: 12px; } video { border: 1px solid #ccc; }
+.row img { max-width: 32%; }
 """
 
 
@@ -139,7 +140,7 @@ def _clip_section(out_dir: pathlib.Path, clip: str, rows: list[dict],
     if len(videos) < max_videos:
       videos.append(_video(np.concatenate([original, decoded], axis=2), fps,
                            f'original | {name}'))
-  out.append(_img(plots.frame_grid(grid_rows, frame_ids, clip), f'{clip} frames'))
+  out.append(_img(plots.frame_grid(grid_rows, frame_ids), f'{clip} frames'))
   out += extras_html
   out.append('<div class="row">' + ''.join(videos) + '</div>')
   return '\n'.join(out)

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 METRIC_LABELS = {
@@ -48,7 +49,7 @@ def rd_curves(rows: list[dict], metric: str, title: str = '') -> bytes:
     rows: result rows with 'reducer', 'bpp' and ``metric`` (typically means
       over clips).
   """
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  fig, ax = plt.subplots(figsize=(4.8, 3.4))
   groups: dict[str, list[tuple[float, float]]] = {}
   for row in rows:
     value = row.get(metric)
@@ -60,12 +61,14 @@ def rd_curves(rows: list[dict], metric: str, title: str = '') -> bytes:
     xs, ys = zip(*points, strict=True)
     ax.plot(xs, ys, marker='o', ms=4, label=name, lw=1.4 if len(xs) > 1 else 0)
   ax.set_xscale('log')
+  ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+  ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter('%g'))
   ax.set_xlabel('bits per pixel (log scale)')
   ax.set_ylabel(METRIC_LABELS.get(metric, metric))
   if title:
     ax.set_title(title)
   ax.grid(True, which='both', alpha=0.3)
-  ax.legend(fontsize=7, ncol=2)
+  ax.legend(fontsize=6, ncol=2, loc='best', framealpha=0.7)
   return _png(fig)
 
 
