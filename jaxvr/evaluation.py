@@ -132,3 +132,50 @@ def codec_sweep(frames, fps: float, settings=DEFAULT_SETTINGS,
     row.update(measure_quality(frames, enc.decoded, metric_names))
     rows.append(row)
   return rows
+
+
+def ssim_rgb(ref, dist) -> np.ndarray:
+  """Per-frame SSIM on RGB: the mean over channels of Wang SSIM, ``[T]``."""
+  ref, dist = np.asarray(ref, np.float32), np.asarray(dist, np.float32)
+  per_channel = [np.asarray(metrics.ssim(ref[..., c], dist[..., c]))
+                 for c in range(ref.shape[-1])]
+  return np.mean(per_channel, axis=0)
+
+
+def split_quality(ref, dist, groups: dict[str, np.ndarray]) -> dict[str, float]:
+  """PSNR and SSIM on 8-bit RGB and on luma for named groups of frames.
+
+  Args:
+    ref, dist: uint8 ``[T, H, W, 3]``.
+    groups: name -> frame indices, e.g. ``{'kept': [0, 2, ...]}``.
+
+  Returns:
+    ``<group>_psnr`` (from the group's mean RGB MSE), ``<group>_ssim`` (RGB,
+    mean over frames), ``<group>_psnr_y``, ``<group>_ssim_y``.
+  """
+  ref, dist = np.asarray(ref), np.asarray(dist)
+  y_ref = np.asarray(video.luma(ref))
+  y_dist = np.asarray(video.luma(dist))
+  s_rgb = ssim_rgb(ref, dist)
+  s_y = np.asarray(metrics.ssim(y_ref, y_dist))
+  out = {}
+  for name, idx in groups.items():
+    idx = np.asarray(idx, int)
+    if idx.size == 0:
+      continue
+    mse = np.mean((ref[idx].astype(np.float64) - dist[idx]) ** 2)
+    mse_y = np.mean((y_ref[idx].astype(np.float64) - y_dist[idx]) ** 2)
+    out[f'{name}_psnr'] = float(10 * np.log10(255.0**2 / mse)) if mse else float('inf')
+    out[f'{name}_psnr_y'] = float(10 * np.log10(255.0**2 / mse_y)) if mse_y else float('inf')
+    out[f'{name}_ssim'] = float(np.mean(s_rgb[idx]))
+    out[f'{name}_ssim_y'] = float(np.mean(s_y[idx]))
+  return out
+
+
+def patch_residual_norms(ref, dist, frames, patch: int = 16) -> np.ndarray:
+  """RMS residual of every ``patch x patch`` block of the given frames (8-bit units)."""
+  d = np.asarray(ref, np.float64)[frames] - np.asarray(dist, np.float64)[frames]
+  t, h, w, c = d.shape
+  hp, wp = h // patch, w // patch
+  d = d[:, :hp * patch, :wp * patch].reshape(t, hp, patch, wp, patch, c)
+  return np.sqrt(np.mean(d**2, axis=(2, 4, 5))).ravel()

@@ -121,3 +121,18 @@ def heatmap(grid: np.ndarray, title: str = '', label: str = 'significance') -> b
   if title:
     fig.suptitle(title, fontsize=9)
   return _png(fig)
+
+
+def histograms(samples: dict[str, np.ndarray], xlabel: str, bins: int = 40) -> bytes:
+  """Overlaid normalised histograms, one per named sample set."""
+  fig, ax = plt.subplots(figsize=(5.6, 3.6))
+  hi = max(float(np.percentile(v, 99.5)) for v in samples.values())
+  edges = np.linspace(0, hi, bins + 1)
+  for name, values in samples.items():
+    ax.hist(values, bins=edges, density=True, histtype='step', lw=1.6,
+            label=f'{name} (median {np.median(values):.2f})')
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel('density')
+  ax.legend(fontsize=7)
+  ax.grid(True, alpha=0.3)
+  return _png(fig)
