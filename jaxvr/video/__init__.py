@@ -21,8 +21,18 @@ from jaxvr.video.transforms import (
   short_side_size,
   to_uint8,
 )
+from jaxvr.video.tubes import (
+  chunk_bounds,
+  chunk_index,
+  chunk_means,
+  expand_chunk_grid,
+  patchify,
+  unpatchify,
+)
 
 __all__ = [
+  'chunk_bounds', 'chunk_index', 'chunk_means', 'expand_chunk_grid',
+  'patchify', 'unpatchify',
   'MEAN', 'STD', 'VideoInfo', 'center_crop', 'denormalize', 'iter_frames',
   'luma', 'normalize', 'probe_video', 'random_crop', 'read_luma', 'read_video', 'resize',
   'resize_short_side', 'short_side_size', 'to_uint8', 'write_video',

@@ -1,0 +1,236 @@
+"""Chunk significance from an ST-MAE by random mask sampling.
+
+Chhabra & Yang, "Algorithmic Video Reduction by Estimating Chunk Significance
+Using Spatial-Temporal Masked Auto Encoders". The ST-MAE (Feichtenhofer et
+al., 2022) reconstructs one clip under ``n_samples`` independent random masks;
+every token of the model (a ``kt x p x p`` tubelet) is a chunk.
+
+Estimators:
+
+* ``"visible"`` (the paper's marginal mask loss): for every chunk, the mean
+  of the sample reconstruction loss (masked-token mean, the training loss)
+  over the samples in which that chunk was visible. A chunk whose visibility
+  lowers the loss carries information the rest of the clip does not.
+* ``"masked"``: for every chunk, its own reconstruction error averaged over
+  the samples in which it was masked (how hard it is to predict).
+
+Chunks never seen in the required state (possible for a small ``n_samples``
+at a high mask ratio) get the mean sample loss, a neutral value.
+
+The per-video work (patch embedding and loss target) is done once; the masks
+run in batches of ``batch_size`` (a ``lax.scan`` over batches inside one jit,
+so memory does not grow with ``n_samples``), each batch split over every
+device on the ``data`` mesh axis. Sample ``i`` uses the noise drawn from
+``fold_in(key, i)``, so the map depends on the key only, not on the batch size
+or the device count (up to float32 summation order).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
+
+from jaxvr.errors import ConfigError, ShapeError
+from jaxvr.stmae import masking
+from jaxvr.stmae.forward import Tokens, _from_tokens, encode_tokens
+from jaxvr.stmae.model import STMAEConfig
+from jaxvr.training.sharding import make_mesh
+
+ESTIMATORS = ('visible', 'masked')
+# Masks per device and batch when not given. On CPU small batches win: the
+# decoder's attention logits of a larger batch fall out of cache.
+DEFAULT_BATCH_PER_DEVICE = {'cpu': 2}
+DEFAULT_BATCH_ACCELERATOR = 64
+
+
+class _ProgressHook:
+  """Host callback target advancing the bar of the running estimate."""
+
+  def __init__(self):
+    self.bar = None
+
+  def __call__(self, _):
+    if self.bar is not None:
+      self.bar.update(1)
+
+
+_PROGRESS = _ProgressHook()
+
+
+def sample_noise(key: jax.Array, sample_ids: jax.Array,
+                 num_tokens: int) -> jax.Array:
+  """Masking noise ``[B, L]`` of samples ``sample_ids`` (``fold_in(key, i)``)."""
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(sample_ids)
+  return jax.vmap(lambda k: jax.random.uniform(k, (num_tokens,)))(keys)
+
+
+def _batch_stats(params, config: STMAEConfig, tokens: Tokens, key,
+                 sample_ids, n_samples: int, keep: int, sharding):
+  """Per-chunk sums of one batch of masks: (loss_vis, n_vis, err_m, n_m, loss)."""
+  sample_ids = jax.lax.with_sharding_constraint(sample_ids, sharding)
+  noise = sample_noise(key, sample_ids, config.num_tokens)
+  out = _from_tokens(params, config, tokens, noise, keep)
+  valid = (sample_ids < n_samples).astype(jnp.float32)[:, None]
+  visible = (1.0 - out.mask) * valid
+  masked = out.mask * valid
+  loss = out.sample_loss[:, None]
+  return (jnp.sum(loss * visible, 0), jnp.sum(visible, 0),
+          jnp.sum(out.per_token_loss * masked, 0), jnp.sum(masked, 0),
+          jnp.sum(loss[:, 0] * valid[:, 0]))
+
+
+@functools.partial(jax.jit, static_argnames=(
+    'config', 'batch', 'n_batches', 'keep', 'mesh', 'progress'))
+def _significance_sums(params, tokens, key, n_samples, *, config, batch,
+                       n_batches, keep, mesh, progress):
+  sharding = NamedSharding(mesh, P('data'))
+  num_tokens = config.num_tokens
+
+  def body(carry, b):
+    ids = b * batch + jnp.arange(batch, dtype=jnp.int32)
+    stats = _batch_stats(params, config, tokens, key, ids, n_samples, keep,
+                         sharding)
+    if progress:
+      jax.debug.callback(_PROGRESS, b)
+    return jax.tree.map(jnp.add, carry, stats), None
+
+  zeros = jnp.zeros((num_tokens,), jnp.float32)
+  init = (zeros, zeros, zeros, zeros, jnp.zeros((), jnp.float32))
+  sums, _ = jax.lax.scan(body, init, jnp.arange(n_batches, dtype=jnp.int32))
+  return sums
+
+
+def _check_video(config: STMAEConfig, video) -> None:
+  shape = tuple(getattr(video, 'shape', ()))
+  if shape != config.video_shape:
+    raise ShapeError(
+        f'video: expected one clip [T, H, W, C] = {list(config.video_shape)} '
+        f'at the model input size (already normalised), got shape {shape}')
+  if not jnp.issubdtype(video.dtype, jnp.floating):
+    raise ShapeError(f'video: expected a normalised float clip, got dtype '
+                     f'{video.dtype}')
+
+
+def resolve_batch_size(batch_size: int | None, n_samples: int,
+                       n_devices: int) -> int:
+  """Masks per batch: the request rounded up to a multiple of the devices.
+
+  ``None`` picks 2 masks per device on CPU and ``min(64, n_samples)`` on
+  GPU/TPU. Rounding up only adds padded masks that are computed and ignored,
+  so the map does not change.
+  """
+  if batch_size is None:
+    per_device = DEFAULT_BATCH_PER_DEVICE.get(jax.default_backend())
+    b = (per_device * n_devices if per_device else
+         min(DEFAULT_BATCH_ACCELERATOR, n_samples))
+  else:
+    b = int(batch_size)
+  if b < 1:
+    raise ConfigError(f'batch_size: expected a positive integer, got {batch_size}')
+  return math.ceil(b / n_devices) * n_devices
+
+
+def significance_sums(params, config: STMAEConfig, video: jax.Array,
+                      key: jax.Array, *, n_samples: int, mask_ratio: float,
+                      batch_size: int | None = None, mesh=None,
+                      progress: bool = True) -> dict[str, jax.Array]:
+  """Raw per-chunk sums of the sampling (see :func:`estimate_significance`).
+
+  Returns:
+    Dict of float32 arrays over tokens ``[L]``: ``loss_visible`` (sum of
+    sample losses where the chunk was visible), ``n_visible``,
+    ``error_masked`` (sum of the chunk's error where masked), ``n_masked``,
+    and the scalar ``loss_total`` (sum of all sample losses).
+  """
+  _check_video(config, video)
+  if int(n_samples) < 1:
+    raise ConfigError(f'n_samples: expected at least 1, got {n_samples}')
+  n_samples = int(n_samples)
+  keep = masking.len_keep(config.num_tokens, mask_ratio)
+  mesh = make_mesh() if mesh is None else mesh
+  batch = resolve_batch_size(batch_size, n_samples, mesh.size)
+  n_batches = math.ceil(n_samples / batch)
+  replicated = NamedSharding(mesh, P())
+  params = jax.device_put(params, replicated)
+  tokens = encode_tokens(params, config, jnp.asarray(video)[None])
+  tokens, key = jax.device_put((tokens, key), replicated)
+  bar = tqdm(total=n_batches, desc='significance', unit='batch',
+             disable=not progress, leave=False)
+  _PROGRESS.bar = bar
+  try:
+    sums = _significance_sums(
+        params, tokens, key, jnp.int32(n_samples), config=config, batch=batch,
+        n_batches=n_batches, keep=keep, mesh=mesh, progress=bool(progress))
+    sums = jax.block_until_ready(sums)
+    jax.effects_barrier()  # let the last progress callbacks land
+  finally:
+    _PROGRESS.bar = None
+    bar.close()
+  names = ('loss_visible', 'n_visible', 'error_masked', 'n_masked',
+           'loss_total')
+  return dict(zip(names, sums, strict=True))
+
+
+def estimate_significance(params, config: STMAEConfig, video: jax.Array,
+                          key: jax.Array, *, n_samples: int, mask_ratio: float,
+                          batch_size: int | None = None,
+                          estimator: str = 'visible', mesh=None,
+                          progress: bool = True) -> jax.Array:
+  """Significance of every ST-MAE chunk of one clip.
+
+  Args:
+    params: ST-MAE parameters.
+    config: its config.
+    video: ``[T, H, W, C]`` one clip at the model input size, normalised as
+      the model was trained (mean 0.45, std 0.225 for the released models).
+    key: random key; sample ``i`` masks with noise from ``fold_in(key, i)``.
+    n_samples: number of random masks (paper: 500).
+    mask_ratio: masked fraction per sample (paper: 0.98).
+    batch_size: masks per batch (memory bound); rounded up to a multiple of
+      the device count; default 2 per device on CPU, ``min(64, n_samples)``
+      on accelerators.
+    estimator: ``"visible"`` (marginal mask loss) or ``"masked"``.
+    mesh: device mesh with a ``data`` axis; default all devices.
+    progress: show a progress bar over batches.
+
+  Returns:
+    float32 ``[t', h', w']`` significance (higher = larger loss).
+
+  Raises:
+    ShapeError: the clip is not ``[T, H, W, C]`` of the model.
+    ConfigError: bad estimator, ``n_samples``, ``batch_size`` or mask ratio.
+  """
+  if estimator not in ESTIMATORS:
+    raise ConfigError(f'estimator: expected one of {ESTIMATORS}, got '
+                      f'{estimator!r}')
+  sums = significance_sums(params, config, video, key, n_samples=n_samples,
+                           mask_ratio=mask_ratio, batch_size=batch_size,
+                           mesh=mesh, progress=progress)
+  return significance_from_sums(sums, estimator, config.grid, n_samples)
+
+
+def significance_from_sums(sums: dict[str, jax.Array], estimator: str,
+                           grid: tuple[int, int, int],
+                           n_samples: int) -> jax.Array:
+  """Turns :func:`significance_sums` into a ``[t', h', w']`` map."""
+  fallback = sums['loss_total'] / n_samples
+  if estimator == 'visible':
+    num, den = sums['loss_visible'], sums['n_visible']
+  else:
+    num, den = sums['error_masked'], sums['n_masked']
+  value = jnp.where(den > 0, num / jnp.maximum(den, 1.0), fallback)
+  return value.reshape(grid)
+
+
+def spearman(a, b) -> float:
+  """Spearman rank correlation of two maps (average ranks for ties)."""
+  from scipy.stats import spearmanr
+  return float(spearmanr(np.ravel(np.asarray(a)),
+                         np.ravel(np.asarray(b))).statistic)
