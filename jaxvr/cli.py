@@ -117,6 +117,28 @@ def cmd_sparse_mp4(args) -> int:
   return 0
 
 
+def cmd_convert_stmae(args) -> int:
+  """Official PyTorch ST-MAE weights -> an orbax params folder."""
+  import json
+
+  from jaxvr import stmae
+  from jaxvr.stmae.convert import config_dict
+  from jaxvr.training import checkpoint
+
+  if args.config:
+    with open(args.config) as f:
+      config = stmae.STMAEConfig(**json.load(f))
+  else:
+    config = stmae.vit_large_config()
+  state_dict = stmae.load_torch_checkpoint(args.checkpoint)
+  config = stmae.config_for_state_dict(state_dict, config)
+  params = stmae.convert_state_dict(state_dict, config)
+  out = checkpoint.save_params(args.out_dir, params, config_dict(config))
+  print(f'{out}: {stmae.param_count(params):,} parameters '
+        f'({"PySlowFast" if config.decoder_cls_from_encoder else "mae_st"} layout)')
+  return 0
+
+
 def _load_kernels(path: str):
   import numpy as np
 
@@ -191,6 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument('--dictionary', default=None,
                  help='.npz with "kernels" [K,3,kh,kw] (default: the bundled one)')
   p.set_defaults(func=cmd_sparse_mp4)
+
+  p = sub.add_parser(
+      'convert-stmae', help='convert official PyTorch ST-MAE weights to jaxvr (orbax)',
+      description='Load a mae_st or PySlowFast .pth checkpoint safely '
+                  '(torch.load(weights_only=True): no code runs), map every '
+                  'tensor onto the Flax ST-MAE and write an orbax params folder '
+                  'with its config. Needs the torch extra.')
+  p.add_argument('checkpoint', help='.pth file')
+  p.add_argument('out_dir', help='folder to write (params/ and config.json)')
+  p.add_argument('--config', default=None,
+                 help='JSON file of STMAEConfig keywords (default: the ViT-L/16 '
+                      'K400 pre-training config; PySlowFast files switch to its '
+                      'decoder layout automatically)')
+  p.set_defaults(func=cmd_convert_stmae)
   return parser
 
 

@@ -1,5 +1,6 @@
 """Weight conversion: official mae_st and PySlowFast state dicts -> Flax."""
 
+import fractions
 import json
 import sys
 
@@ -159,11 +160,9 @@ def test_load_torch_checkpoint_roundtrip_and_refusals(tmp_path, small):
   params = stmae.convert_checkpoint_file(path, config)
   np.testing.assert_array_equal(params['norm']['bias'], sd['norm.bias'])
 
-  class NotAllowed:
-    pass
-
+  # Any global outside torch's weights-only allowlist must be refused.
   evil = tmp_path / 'evil.pth'
-  torch.save({'model': {'w': NotAllowed()}}, evil)
+  torch.save({'model': {'w': fractions.Fraction(1, 3)}}, evil)
   with pytest.raises(CheckpointError, match='weights-only'):
     stmae.load_torch_checkpoint(evil)
   odd = tmp_path / 'odd.pth'
@@ -205,3 +204,26 @@ def test_pyslowfast_decoder_takes_encoder_cls(small):
   a = decode(psf_cfg, psf, cls)
   np.testing.assert_allclose(a, decode(plain_cfg, plain, None), atol=1e-5)
   assert np.abs(a - decode(psf_cfg, psf, -cls)).max() > 1e-3
+
+
+def test_convert_stmae_command(tmp_path, small, capsys):
+  torch = pytest.importorskip('torch')
+  import dataclasses
+
+  from jaxvr import cli
+  from jaxvr.training import checkpoint
+
+  config, sd = small
+  pth = tmp_path / 'mae.pth'
+  torch.save({'model': {k: torch.from_numpy(v) for k, v in sd.items()}}, pth)
+  cfg_json = tmp_path / 'config.json'
+  fields = {f.name for f in dataclasses.fields(config)}
+  cfg_json.write_text(json.dumps({k: v for k, v in dataclasses.asdict(config).items()
+                                  if k in fields}))
+  assert cli.main(['convert-stmae', str(pth), str(tmp_path / 'out'),
+                   '--config', str(cfg_json)]) == 0
+  params, saved = checkpoint.load_params(tmp_path / 'out')
+  np.testing.assert_array_equal(params['norm']['bias'], sd['norm.bias'])
+  assert saved['embed_dim'] == config.embed_dim
+  assert 'parameters' in capsys.readouterr().out
+  assert cli.main(['convert-stmae', str(tmp_path / 'none.pth'), str(tmp_path / 'o2')]) == 2
