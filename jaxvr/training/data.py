@@ -1,0 +1,358 @@
+"""Training clips: random clips from a folder of videos, or synthetic ones.
+
+Every batch is a pure function of ``(seed, position)``: sample ``g`` of the
+run (``g = position * batch_size + row``) comes from video
+``permutation(seed, epoch)[g % n_videos]`` with ``epoch = g // n_videos``,
+and its clip start, crop and flip come from a numpy generator seeded with
+``(seed, g)``. The iterator's whole state is therefore
+``{'seed', 'batch_size', 'position'}``, a tiny JSON dict saved in each
+checkpoint; restoring it reproduces the following batches exactly, on any
+number of devices or processes.
+
+(Grain's ``MapDataset`` gives the same guarantee, but its iterator state is
+tied to the pipeline object and its worker processes; an index-based source
+is shorter, has no hidden state, and makes multi-process slicing a one-line
+rule: process ``p`` of ``P`` builds rows ``[p*B/P, (p+1)*B/P)`` of every
+global batch.)
+
+Transforms are numpy only (no device transfers inside the input pipeline):
+temporal crop with stride, a crop with the output's aspect ratio (centred, or
+random position and scale), antialiased bilinear resize, horizontal flip.
+Batches are ``{'video': uint8 [B, T, H, W, 3]}``; trainers convert and
+normalize on device.
+"""
+
+from __future__ import annotations
+
+import abc
+import concurrent.futures
+import os
+import pathlib
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+import tqdm
+
+from jaxvr.errors import ConfigError, SizeError, VideoError
+from jaxvr.video import io as video_io
+
+VIDEO_SUFFIXES = ('.mp4', '.mkv', '.avi', '.mov', '.webm', '.y4m', '.gif')
+
+
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """``[n_out, n_in]`` antialiased linear interpolation weights (rows sum 1)."""
+  scale = max(n_in / n_out, 1.0)
+  centers = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+  x = np.arange(n_in)
+  w = np.maximum(0.0, 1.0 - np.abs(x[None, :] - centers[:, None]) / scale)
+  return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Resizes ``[T, H, W, C]`` frames to ``[T, h, w, C]`` float32 (numpy).
+
+  Bilinear, widened to a triangle filter when shrinking (antialiasing, as
+  ``jax.image.resize(..., 'linear', antialias=True)``). Two matrix products,
+  so it runs at BLAS speed.
+  """
+  t, h_in, w_in, c = frames.shape
+  h, w = size
+  out = np.asarray(frames, np.float32)
+  if (h_in, w_in) == (h, w):
+    return out
+  if h != h_in:
+    out = np.matmul(_resize_matrix(h_in, h), out.reshape(t, h_in, w_in * c))
+  if w != w_in:
+    out = np.matmul(_resize_matrix(w_in, w), out.reshape(t * h, w_in, c))
+  return out.reshape(t, h, w, c)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+  return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+class IndexedClips(abc.ABC):
+  """Batches that are a pure function of (seed, position); restorable.
+
+  Subclasses implement :meth:`sample`. Iterating yields
+  ``{'video': uint8 [b, T, H, W, C]}`` with ``b`` this process's share of
+  ``batch_size``.
+
+  Args:
+    batch_size: the global batch size (over all processes).
+    seed: the data seed.
+    num_workers: threads that build the samples of a batch (0 = inline).
+  """
+
+  def __init__(self, batch_size: int, seed: int, num_workers: int = 0):
+    if int(batch_size) < 1:
+      raise ConfigError(f'batch_size: expected >= 1, got {batch_size}')
+    n_proc, p = jax.process_count(), jax.process_index()
+    if batch_size % n_proc:
+      raise ConfigError(
+          f'batch_size: expected a multiple of the process count {n_proc}, '
+          f'got {batch_size}')
+    self.batch_size = int(batch_size)
+    self.seed = int(seed)
+    self.position = 0
+    local = self.batch_size // n_proc
+    self._rows = range(p * local, (p + 1) * local)
+    self._pool = (concurrent.futures.ThreadPoolExecutor(num_workers)
+                  if num_workers > 0 else None)
+
+  @abc.abstractmethod
+  def sample(self, index: int) -> np.ndarray:
+    """Clip number ``index`` of the run: uint8 ``[T, H, W, C]``."""
+
+  def rng(self, index: int) -> np.random.Generator:
+    """The generator of sample ``index`` (depends on seed and index only)."""
+    return np.random.default_rng([self.seed, int(index)])
+
+  def batch_at(self, position: int) -> dict[str, np.ndarray]:
+    """This process's rows of global batch number ``position``."""
+    indices = [position * self.batch_size + r for r in self._rows]
+    if self._pool is None:
+      clips = [self.sample(i) for i in indices]
+    else:
+      clips = list(self._pool.map(self.sample, indices))
+    return {'video': np.stack(clips)}
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batch = self.batch_at(self.position)
+    self.position += 1
+    return batch
+
+  def get_state(self) -> dict:
+    """The iterator position, JSON-able."""
+    return {'seed': self.seed, 'batch_size': self.batch_size,
+            'position': self.position}
+
+  def set_state(self, state: dict) -> None:
+    """Continues from a position saved by :meth:`get_state`.
+
+    Raises:
+      ConfigError: if the state belongs to another seed or batch size.
+    """
+    for name in ('seed', 'batch_size'):
+      if int(state.get(name, -1)) != getattr(self, name):
+        raise ConfigError(
+            f'data state: saved {name}={state.get(name)} but this iterator '
+            f'has {name}={getattr(self, name)}; resume with the same data '
+            f'config')
+    self.position = int(state['position'])
+
+
+def list_videos(folder: str | os.PathLike) -> list[pathlib.Path]:
+  """The video files directly inside ``folder``, sorted by name.
+
+  Raises:
+    VideoError: if the folder does not exist or holds no video.
+  """
+  folder = pathlib.Path(folder)
+  if not folder.is_dir():
+    raise VideoError(f'video folder {folder}: not a directory')
+  paths = sorted(p for p in folder.iterdir()
+                 if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+  if not paths:
+    raise VideoError(
+        f'video folder {folder}: no video files (looked for '
+        f'{", ".join(VIDEO_SUFFIXES)})')
+  return paths
+
+
+class VideoClips(IndexedClips):
+  """Random clips from a list of video files.
+
+  Args:
+    paths: video files, or one folder of them.
+    num_frames: frames per clip ``T``.
+    size: output ``(height, width)``.
+    batch_size: global batch size.
+    seed: data seed.
+    frame_stride: keep every ``frame_stride``-th frame of the clip.
+    crop: ``'center'`` or ``'random'``: where the crop (with the output's
+      aspect ratio) sits in the frame.
+    crop_scale: ``(low, high)`` side of the crop as a fraction of the largest
+      crop that fits; random crops draw it uniformly, centre crops use
+      ``high``.
+    flip: flip half of the clips horizontally.
+    preload_short_side: if set, decode every video once at construction,
+      resized so its short side is this many pixels (never enlarged), and
+      cut clips from memory; otherwise each clip is decoded from its file.
+    num_workers: threads building a batch.
+  """
+
+  def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike],
+               num_frames: int, size: tuple[int, int], *, batch_size: int,
+               seed: int = 0, frame_stride: int = 1, crop: str = 'random',
+               crop_scale: tuple[float, float] = (1.0, 1.0),
+               flip: bool = True, preload_short_side: int | None = None,
+               num_workers: int = 0):
+    super().__init__(batch_size, seed, num_workers)
+    if isinstance(paths, (str, os.PathLike)):
+      paths = list_videos(paths)
+    if not paths:
+      raise VideoError('paths: expected at least one video file, got none')
+    if crop not in ('center', 'random'):
+      raise ConfigError(f"crop: expected 'center' or 'random', got {crop!r}")
+    lo, hi = (float(s) for s in crop_scale)
+    if not 0 < lo <= hi <= 1:
+      raise ConfigError(
+          f'crop_scale: expected 0 < low <= high <= 1, got {crop_scale}')
+    if num_frames < 1 or frame_stride < 1 or min(size) < 1:
+      raise ConfigError(
+          f'num_frames, frame_stride, size: expected positive values, got '
+          f'{num_frames}, {frame_stride}, {size}')
+    self.paths = [pathlib.Path(p) for p in paths]
+    self.num_frames = int(num_frames)
+    self.size = (int(size[0]), int(size[1]))
+    self.frame_stride = int(frame_stride)
+    self.crop = crop
+    self.crop_scale = (lo, hi)
+    self.flip = bool(flip)
+    self._span = (self.num_frames - 1) * self.frame_stride + 1
+    self._frames: list[np.ndarray] | None = None
+    if preload_short_side is not None and preload_short_side < 1:
+      raise ConfigError(f'preload_short_side: expected a positive size or '
+                        f'None, got {preload_short_side}')
+    if preload_short_side is not None:
+      bar = tqdm.tqdm(self.paths, desc='decoding videos', leave=False,
+                      disable=jax.process_index() != 0)
+      self._frames = [self._preload(p, int(preload_short_side)) for p in bar]
+      self._n_frames = [len(f) for f in self._frames]
+    else:
+      self._n_frames = [video_io.probe_video(p).n_frames for p in self.paths]
+    for path, n in zip(self.paths, self._n_frames, strict=True):
+      if n < self._span:
+        raise SizeError(
+            f'{path}: has {n} frames, a clip needs {self._span} '
+            f'({self.num_frames} frames at stride {self.frame_stride})')
+
+  @staticmethod
+  def _preload(path: pathlib.Path, short: int, chunk: int = 32) -> np.ndarray:
+    """Decodes a whole video, shrinking chunks of frames as they arrive."""
+    info = video_io.probe_video(path)
+    factor = short / min(info.height, info.width)
+    new = (max(1, round(info.height * factor)),
+           max(1, round(info.width * factor)))
+    # Large reductions start with a k x k box average (cheap), so the
+    # interpolation matrices stay small.
+    k = max(1, int(1 / factor) // 2)
+    out, pending = [], []
+
+    def flush():
+      block = np.stack(pending)
+      pending.clear()
+      if factor >= 1:
+        out.append(block)
+        return
+      if k > 1:
+        t, h, w, c = block.shape
+        block = block[:, :h - h % k, :w - w % k].reshape(
+            t, h // k, k, w // k, k, c).mean(axis=(2, 4), dtype=np.float32)
+      out.append(_to_uint8(resize_frames(block, new)))
+
+    for frame in video_io.iter_frames(path):
+      pending.append(frame)
+      if len(pending) == chunk:
+        flush()
+    if pending:
+      flush()
+    return np.concatenate(out)
+
+  def __len__(self) -> int:
+    """Number of videos (one epoch visits each once)."""
+    return len(self.paths)
+
+  def _read(self, item: int, start: int) -> np.ndarray:
+    if self._frames is not None:
+      stop = start + self._span
+      return self._frames[item][start:stop:self.frame_stride]
+    return video_io.read_video(self.paths[item], start=start,
+                               stride=self.frame_stride,
+                               max_frames=self.num_frames)
+
+  def sample(self, index: int) -> np.ndarray:
+    n = len(self.paths)
+    epoch, offset = divmod(int(index), n)
+    item = int(np.random.default_rng([self.seed, 1 << 20, epoch])
+               .permutation(n)[offset])
+    rng = self.rng(index)
+    start = int(rng.integers(0, self._n_frames[item] - self._span + 1))
+    clip = self._read(item, start)
+    if len(clip) != self.num_frames:
+      raise VideoError(
+          f'{self.paths[item]}: expected {self.num_frames} frames from frame '
+          f'{start}, decoded {len(clip)}')
+    _, h, w, _ = clip.shape
+    out_h, out_w = self.size
+    fit = min(h / out_h, w / out_w)
+    if self.crop == 'random':
+      scale = rng.uniform(*self.crop_scale)
+    else:
+      scale = self.crop_scale[1]
+    ch = max(1, min(h, round(out_h * fit * scale)))
+    cw = max(1, min(w, round(out_w * fit * scale)))
+    if self.crop == 'random':
+      y0 = int(rng.integers(0, h - ch + 1))
+      x0 = int(rng.integers(0, w - cw + 1))
+    else:
+      y0, x0 = (h - ch) // 2, (w - cw) // 2
+    clip = resize_frames(clip[:, y0:y0 + ch, x0:x0 + cw], self.size)
+    if self.flip and rng.random() < 0.5:
+      clip = clip[:, :, ::-1]
+    return _to_uint8(clip)
+
+
+class SyntheticClips(IndexedClips):
+  """Procedural moving-pattern clips, for smoke tests and benchmarks.
+
+  Each clip is a drifting sinusoidal grating under a moving bright square
+  on a random background colour: it has spatial structure and motion, so a
+  model's loss can fall, and needs no files.
+
+  Args:
+    num_frames: frames per clip ``T``.
+    size: ``(height, width)``.
+    batch_size: global batch size.
+    seed: data seed.
+    channels: colour channels ``C``.
+  """
+
+  def __init__(self, num_frames: int, size: tuple[int, int], *,
+               batch_size: int, seed: int = 0, channels: int = 3):
+    super().__init__(batch_size, seed)
+    if num_frames < 1 or min(size) < 2 or channels < 1:
+      raise ConfigError(
+          f'num_frames, size, channels: expected T >= 1, H, W >= 2, C >= 1; '
+          f'got {num_frames}, {size}, {channels}')
+    self.num_frames = int(num_frames)
+    self.size = (int(size[0]), int(size[1]))
+    self.channels = int(channels)
+
+  def sample(self, index: int) -> np.ndarray:
+    rng = self.rng(index)
+    t_len, (h, w), c = self.num_frames, self.size, self.channels
+    t = np.arange(t_len, dtype=np.float32)[:, None, None]
+    y = np.arange(h, dtype=np.float32)[None, :, None]
+    x = np.arange(w, dtype=np.float32)[None, None, :]
+    freq = rng.uniform(0.05, 0.3, size=2)
+    speed = rng.uniform(-0.5, 0.5)
+    grating = 0.5 + 0.5 * np.sin(freq[0] * y + freq[1] * x + speed * t)
+    side = max(1, min(h, w) // 3)
+    pos = rng.uniform(0, 1, size=2) * [h - side, w - side]
+    vel = rng.uniform(-1.5, 1.5, size=2)
+    ys = np.clip(pos[0] + vel[0] * t[:, 0, 0], 0, h - side).astype(int)
+    xs = np.clip(pos[1] + vel[1] * t[:, 0, 0], 0, w - side).astype(int)
+    square = np.zeros((t_len, h, w), np.float32)
+    for i in range(t_len):
+      square[i, ys[i]:ys[i] + side, xs[i]:xs[i] + side] = 1.0
+    background = rng.uniform(0, 1, size=c).astype(np.float32)
+    tint = rng.uniform(0.2, 1, size=c).astype(np.float32)
+    video = (0.5 * background + 0.5 * tint * grating[..., None])
+    video = np.where(square[..., None] > 0, 1.0, video)
+    return _to_uint8(255 * video)

@@ -1,0 +1,156 @@
+"""The shared training loop: exact resume, SIGTERM save, NaN guard, logs."""
+
+import os
+import signal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax.training import train_state
+
+from jaxvr.errors import ConfigError, TrainingDivergedError
+from jaxvr.training import data as data_lib
+from jaxvr.training import loop, sharding
+
+BATCH, FRAMES, SIZE = 8, 2, (8, 8)
+
+
+class _Regressor(nn.Module):
+  """Clip -> mean brightness of its last frame (a learnable target)."""
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = x.reshape(x.shape[0], -1)
+    x = nn.gelu(nn.Dense(16)(x))
+    x = nn.Dropout(0.2, deterministic=not train)(x)
+    return nn.Dense(1)(x)[:, 0]
+
+
+class _State(train_state.TrainState):
+  rng: jax.Array
+
+
+@pytest.fixture(scope='session')
+def tiny():
+  """Mesh, init function and jitted steps shared by the loop tests."""
+  mesh = sharding.make_mesh()
+  model = _Regressor()
+  tx = optax.adam(3e-3)
+
+  def init_fn():
+    key = jax.random.key(0)
+    x = jnp.zeros((1, FRAMES, *SIZE, 3))
+    params = model.init(key, x, train=False)['params']
+    return _State.create(apply_fn=model.apply, params=params, tx=tx,
+                         rng=jax.random.fold_in(key, 1))
+
+  def step(state, batch, nan_from=None):
+    key = jax.random.fold_in(state.rng, state.step)
+    x = batch['video'].astype(jnp.float32) / 255.0
+    y = x[:, -1].mean(axis=(1, 2, 3))
+
+    def loss_fn(p):
+      pred = state.apply_fn({'params': p}, x, train=True,
+                            rngs={'dropout': key})
+      return jnp.mean((pred - y) ** 2)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    if nan_from is not None:
+      loss = jnp.where(state.step >= nan_from, jnp.nan, loss)
+    metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
+    return state.apply_gradients(grads=grads), metrics
+
+  rep, bat = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  jit = lambda f: jax.jit(f, donate_argnums=(0,), in_shardings=(rep, bat),
+                          out_shardings=(rep, rep))
+  return dict(mesh=mesh, init_fn=jax.jit(init_fn), rep=rep, step=jit(step),
+              nan_step=jit(lambda s, b: step(s, b, nan_from=3)))
+
+
+def _config(**kw):
+  c = ml_collections.ConfigDict(dict(total_steps=6, log_every=1, ckpt_every=3,
+                                     keep_ckpts=5, seed=0))
+  c.update(kw)
+  return c
+
+
+def _run(tiny, workdir, config, step_fn=None, callbacks=()):
+  data = data_lib.SyntheticClips(FRAMES, SIZE, batch_size=BATCH, seed=3)
+  with loop.open_checkpointer(workdir, config) as ckpt:
+    state, start = loop.restore_or_init(ckpt, tiny['init_fn'], tiny['rep'],
+                                        data)
+    result = loop.train_loop(state, step_fn or tiny['step'], data, config,
+                             workdir, mesh=tiny['mesh'], checkpointer=ckpt,
+                             start_step=start, callbacks=callbacks)
+    return start, result, ckpt.all_steps()
+
+
+def test_sigterm_saves_and_resume_is_exact(tiny, tmp_path):
+  config = _config()
+  _, full, steps_full = _run(tiny, tmp_path / 'full', config)
+  assert not full.preempted and full.step == 6
+  assert steps_full == [3, 6]
+
+  def preempt(step, state, metrics):
+    del state, metrics
+    if step == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  part = tmp_path / 'part'
+  start, first, steps = _run(tiny, part, config, callbacks=[preempt])
+  assert start == 0 and first.preempted and first.step == 2
+  assert steps == [2]  # Saved on SIGTERM, off the ckpt_every grid.
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+  start, second, steps = _run(tiny, part, config)
+  assert start == 2 and second.step == 6 and not second.preempted
+  assert steps == [2, 3, 6]
+
+  full_log, part_log = loop.read_metrics(tmp_path / 'full'), loop.read_metrics(part)
+  assert [r['step'] for r in full_log] == [1, 2, 3, 4, 5, 6]
+  assert [r['step'] for r in part_log] == [1, 2, 3, 4, 5, 6]
+  assert [r['metrics'] for r in part_log] == [r['metrics'] for r in full_log]
+  losses = [r['metrics']['loss'] for r in full_log]
+  assert losses[-1] < losses[0]
+  jax.tree.map(np.testing.assert_array_equal,
+               jax.device_get(full.state.params),
+               jax.device_get(second.state.params))
+  assert int(second.state.step) == 6
+  # Nothing left to do: a third call restores step 6 and returns at once.
+  start, third, _ = _run(tiny, part, config)
+  assert start == 6 and third.step == 6 and len(loop.read_metrics(part)) == 6
+
+
+def test_nan_guard_raises_without_saving(tiny, tmp_path):
+  config = _config(total_steps=8, log_every=4, ckpt_every=2)
+  with pytest.raises(TrainingDivergedError, match="'loss'.*step 4"):
+    _run(tiny, tmp_path, config, step_fn=tiny['nan_step'])
+  with loop.open_checkpointer(tmp_path, config) as ckpt:
+    # Step 4 is on the checkpoint grid but diverged: only step 2 exists.
+    assert ckpt.all_steps() == [2]
+  # Step 2's save flushed steps 1-2; the window holding the NaN is not logged.
+  records = loop.read_metrics(tmp_path)
+  assert [r['step'] for r in records] == [2]
+  assert np.isfinite(records[0]['metrics']['loss'])
+
+
+def test_stale_log_records_are_dropped_on_resume(tiny, tmp_path):
+  config = _config(total_steps=4, ckpt_every=2)
+  _run(tiny, tmp_path, config)
+  with loop.open_checkpointer(tmp_path, config) as ckpt:
+    ckpt._manager.delete(4)  # As if the process died before saving step 4.
+  with open(tmp_path / loop.METRICS_FILE, 'a') as f:
+    f.write('{"step": 5, "metr')  # A record cut off by the crash.
+  start, result, _ = _run(tiny, tmp_path, config)
+  assert start == 2 and result.step == 4
+  assert [r['step'] for r in loop.read_metrics(tmp_path)] == [1, 2, 3, 4]
+  cfg = (tmp_path / 'config.json').read_text()
+  assert '"total_steps": 4' in cfg
+
+
+def test_bad_config_is_rejected(tiny, tmp_path):
+  with pytest.raises(ConfigError, match='config.log_every'):
+    _run(tiny, tmp_path, _config(log_every=0))

@@ -1,0 +1,48 @@
+r"""Pre-trains an ST-MAE from scratch on a folder of videos.
+
+  python -m train.stmae --config=jaxvr/configs/stmae.py \
+      --workdir=runs/stmae --config.data.clips_dir=path/to/videos
+
+  python -m train.stmae --config=jaxvr/configs/stmae.py:smoke \
+      --workdir=runs/stmae_smoke
+
+``--export=DIR`` also writes the final parameters and the model config
+(``STMAEConfig`` fields) for shipping as default weights. Running the same
+command again resumes from the latest checkpoint in ``--workdir``. SIGTERM
+saves a checkpoint and exits cleanly. Multi-host: set
+``JAXVR_DISTRIBUTED=1`` on every process.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxvr.training import sharding
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder (checkpoints, '
+                               'metrics.jsonl, config.json).', required=True)
+_EXPORT = flags.DEFINE_string(
+    'export', None, 'If set, also write the final parameters and the model '
+    'config here (jaxvr.training.checkpoint.load_params reads them).')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Trainer config file, e.g. jaxvr/configs/stmae.py:smoke.',
+    lock_config=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  sharding.maybe_initialize_distributed()
+  # Imported after the distributed runtime is up.
+  from jaxvr.training import checkpoint, loop, stmae
+  loop.quiet_library_logs()
+  result = stmae.run(_CONFIG.value, _WORKDIR.value)
+  if _EXPORT.value and not result.preempted:
+    checkpoint.save_params(_EXPORT.value, result.state.params,
+                           stmae.model_config(_CONFIG.value))
+  state = 'preempted at' if result.preempted else 'finished at'
+  print(f'{state} step {result.step}: {result.last_metrics}')
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)
