@@ -14,6 +14,8 @@ import sys
 
 from jaxvr import errors
 
+DEFAULT_SAMPLES = 500
+
 
 def _add_clip_args(p: argparse.ArgumentParser, frames: int, size: int | None):
   p.add_argument('clip', nargs='?', default=None,
@@ -117,6 +119,27 @@ def cmd_sparse_mp4(args) -> int:
   return 0
 
 
+def cmd_carv(args) -> int:
+  """CARV: ST-MAE chunk significance, then per-chunk refresh."""
+  import jax
+
+  from jaxvr import assets
+  from jaxvr.carv import pipeline
+
+  params = config = None
+  if args.model:
+    params, config = pipeline.load_default_model(args.model)
+  paths = pipeline.run_carv(
+      args.video or assets.sample_clip_path(), args.out, params=params, config=config,
+      n_samples=args.samples, mask_ratio=args.mask_ratio, budget=args.budget,
+      estimator=args.estimator, invert=args.invert,
+      key=jax.random.key(args.seed), start=args.start, max_frames=args.frames,
+      crf=args.crf)
+  for name, path in paths.items():
+    print(f'{name}: {path}')
+  return 0
+
+
 def cmd_convert_stmae(args) -> int:
   """Official PyTorch ST-MAE weights -> an orbax params folder."""
   import json
@@ -213,6 +236,36 @@ def build_parser() -> argparse.ArgumentParser:
   d.add_argument('--dictionary', default=None,
                  help='.npz with "kernels" [K,3,kh,kw] (default: the bundled one)')
   p.set_defaults(func=cmd_sparse_mp4)
+
+  p = sub.add_parser(
+      'carv', help='CARV: reduce a video by ST-MAE chunk significance',
+      description='Estimate each spatiotemporal chunk\'s significance by running '
+                  'the ST-MAE under many random masks, then refresh every chunk '
+                  'region of the full-resolution video at its own rate (on average '
+                  'once per BUDGET frames). Writes reduced.mp4, the significance '
+                  'map (.npy) and a heatmap figure.')
+  p.add_argument('video', nargs='?', default=None,
+                 help='video file (default: the bundled sample clip)')
+  p.add_argument('--out', required=True, help='output folder')
+  p.add_argument('--model', default=None,
+                 help='ST-MAE params folder (save_params or convert-stmae output; '
+                      'default: the bundled small model)')
+  p.add_argument('--budget', type=int, default=4,
+                 help='N: each chunk refreshes once per N frames on average (default 4)')
+  p.add_argument('--estimator', default='visible', choices=['visible', 'masked'],
+                 help='visible: mean loss of the samples where the chunk was seen '
+                      '(the paper); masked: its reconstruction error when hidden')
+  p.add_argument('--invert', action='store_true',
+                 help='refresh LOW-significance chunks more often (the paper\'s text); '
+                      'default follows the released code: high-loss chunks more often')
+  p.add_argument('--samples', type=int, default=DEFAULT_SAMPLES,
+                 help=f'random masks (default {DEFAULT_SAMPLES}; the paper used 500)')
+  p.add_argument('--mask-ratio', type=float, default=0.98, help='masking ratio (default 0.98)')
+  p.add_argument('--seed', type=int, default=0, help='random seed of the masks')
+  p.add_argument('--start', type=int, default=0, help='first frame')
+  p.add_argument('--frames', type=int, default=None, help='frames to reduce (default all)')
+  p.add_argument('--crf', type=float, default=18, help='x264 crf of reduced.mp4')
+  p.set_defaults(func=cmd_carv)
 
   p = sub.add_parser(
       'convert-stmae', help='convert official PyTorch ST-MAE weights to jaxvr (orbax)',
