@@ -94,6 +94,16 @@ def cmd_compare(args) -> int:
   return 0
 
 
+def cmd_demo(args) -> int:
+  """``compare`` on the bundled sample clip with the bundled weights."""
+  from jaxvr import assets
+
+  args.videos = [str(assets.sample_clip_path())]
+  args.reducers = None
+  args.start = 0
+  return cmd_compare(args)
+
+
 def cmd_sparse_mp4(args) -> int:
   """Sparse MP4 encode (decimate + lossless stream) or decode (restore)."""
   from jaxvr import video
@@ -212,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
                  help='working resolution: short side, then centre crop (default 112; 0 = native)')
   p.add_argument('--no-vmaf', action='store_true', help='skip VMAF')
   p.set_defaults(func=cmd_compare)
+
+  p = sub.add_parser(
+      'demo', help='compare every method and codec on the bundled sample clip',
+      description='Run `jaxvr compare` on the bundled sample clip (carphone, 16 '
+                  'frames at 112x112) with the bundled default weights of every '
+                  'method, and write the tables and report.html.')
+  p.add_argument('--out', default='jaxvr_demo', help='output folder (default jaxvr_demo)')
+  p.add_argument('--frames', type=int, default=16, help='frames (default 16)')
+  p.add_argument('--size', type=int, default=112, help='working resolution (default 112)')
+  p.add_argument('--no-vmaf', action='store_true', help='skip VMAF')
+  p.set_defaults(func=cmd_demo)
 
   p = sub.add_parser('reducers', help='list the registered reducers')
   p.set_defaults(func=lambda args: print('\n'.join(__import__(

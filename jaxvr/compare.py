@@ -23,12 +23,20 @@ from jaxvr import errors, evaluation, reducers, video
 from jaxvr.video.io import atomic_write
 from jaxvr.video.transforms import resize_short_side_pil
 
-DEFAULT_REDUCERS = (
-    'x264-crf18', 'x264-crf23', 'x264-crf28', 'x264-crf33', 'x264-crf38',
-    'x265-crf25', 'x265-crf30', 'x265-crf35', 'av1-crf35', 'av1-crf45',
-    'x264-crf3-444', 'x264-crf4-444',
-    'interp-copy', 'interp-linear', 'sparse-mp4',
+# Every method and baseline at its default budget, and codecs along their
+# rate-distortion curves.
+METHOD_REDUCERS = (
+    'carv-visible-n4', 'carv-masked-n4', 'motion-energy-n4', 'every-nth-n4',
+    'random-chunk-n4', 'sparsegan', 'random-mask-d5', 'random-mask-d10',
+    'sparse-mp4', 'interp-linear', 'interp-copy', 'bottleneck-ae',
 )
+CODEC_REDUCERS = (
+    'x264-crf23', 'x264-crf28', 'x264-crf33', 'x264-crf38',
+    'x265-crf25', 'x265-crf30', 'x265-crf35',
+    'av1-crf35', 'av1-crf45', 'av1-crf55',
+    'x264-crf3-444', 'x264-crf4-444',
+)
+DEFAULT_REDUCERS = METHOD_REDUCERS + CODEC_REDUCERS
 
 
 @dataclasses.dataclass(frozen=True)
