@@ -1,0 +1,110 @@
+r"""Memory of one sparse-pixel GAN training step, from XLA's memory analysis.
+
+Compiles (does not run) the full training step (critic and generator
+updates) at the paper's size, T = 20 frames of 128x128, full width, for two
+batch sizes, with and without rematerialisation, and reads XLA's compiled
+memory analysis. Peak bytes are ``arguments + outputs - aliased + temporaries``
+(the state is donated, so its outputs alias its inputs). Memory grows
+linearly in B, so two batch sizes give the fixed part and the cost per clip,
+and from those the number of clips that fit in a memory budget.
+
+Run::
+
+  python -m eval.memory_sparse_gan [--batches=2,4] [--budget_gib=16] \
+      [--frames=20] [--size=128] [--width=1.0] [--json=out.json]
+
+On a CPU host the analysis is of the CPU compilation; buffer assignment on
+GPU is similar but not identical, so treat the result as an estimate. On
+CPU, per-block remat saves only about a sixth of the per-clip memory: the
+encoder and decoder run on all B*T frames at once, so the recomputed
+activations of a block still cover every frame.
+"""
+
+import json
+import time
+
+import jax
+from absl import app, flags
+
+from jaxvr.configs.sparse_gan import get_config
+from jaxvr.sparsegan import train_step as ts
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('batches', ['2', '4'], 'Batch sizes (clips) to compile.')
+flags.DEFINE_float('budget_gib', 16.0, 'Device memory budget in GiB.')
+flags.DEFINE_integer('frames', 20, 'Frames per clip (T).')
+flags.DEFINE_integer('size', 128, 'Frame height and width.')
+flags.DEFINE_float('width', 1.0, 'Width multiplier of all networks.')
+flags.DEFINE_string('preset', 'paper', "Loss preset: 'paper' or 'robust'.")
+flags.DEFINE_string('json', '', 'Optional path for the results as JSON.')
+
+GIB = 2**30
+
+
+def step_memory(batch: int, remat: bool) -> dict:
+  """Compiles the train step for ``batch`` clips; returns its memory stats."""
+  cfg = get_config(FLAGS.preset)
+  cfg.model.remat = remat
+  cfg.model.width_mult = FLAGS.width
+  cfg.model.critic_width_mult = FLAGS.width
+  cfg.data.frame_size = FLAGS.size
+  cfg.data.num_frames = FLAGS.frames
+  if FLAGS.size < 125:
+    cfg.model.spatial_padding = 'SAME'
+  models = ts.build_models(cfg)
+  state = jax.eval_shape(
+      lambda k: ts.init_state(cfg, k, models), jax.random.key(0))
+  batch_spec = jax.ShapeDtypeStruct(
+      (batch, FLAGS.frames, FLAGS.size, FLAGS.size, 3), 'float32')
+  step = ts.make_train_step(cfg, None, models)
+  t0 = time.time()
+  compiled = step.lower(state, batch_spec).compile()
+  mem = compiled.memory_analysis()
+  out = {
+      'batch': batch, 'remat': remat,
+      'argument': mem.argument_size_in_bytes,
+      'output': mem.output_size_in_bytes,
+      'alias': mem.alias_size_in_bytes,
+      'temp': mem.temp_size_in_bytes,
+      'compile_s': round(time.time() - t0, 1),
+  }
+  out['peak'] = out['argument'] + out['output'] - out['alias'] + out['temp']
+  return out
+
+
+def clips_that_fit(rows: list[dict], budget: float) -> tuple[float, float, int]:
+  """Fixed bytes, bytes per clip and clips within ``budget`` (linear fit)."""
+  (b0, m0), (b1, m1) = [(r['batch'], r['peak']) for r in rows[:2]]
+  per_clip = (m1 - m0) / (b1 - b0)
+  fixed = m0 - per_clip * b0
+  return fixed, per_clip, int((budget - fixed) // per_clip)
+
+
+def main(argv):
+  del argv
+  batches = sorted(int(b) for b in FLAGS.batches)
+  budget = FLAGS.budget_gib * GIB
+  results = []
+  print(f'T={FLAGS.frames} {FLAGS.size}x{FLAGS.size} width={FLAGS.width} '
+        f'preset={FLAGS.preset} backend={jax.default_backend()}')
+  print('| remat | B | peak GiB | temp GiB | args GiB | '
+        'GiB/clip | fixed GiB | clips in budget |')
+  print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  for remat in (False, True):
+    rows = [step_memory(b, remat) for b in batches]
+    fixed, per_clip, fit = clips_that_fit(rows, budget)
+    for r in rows:
+      print(f"| {remat} | {r['batch']} | {r['peak'] / GIB:.2f} | "
+            f"{r['temp'] / GIB:.2f} | {r['argument'] / GIB:.3f} | "
+            f'{per_clip / GIB:.2f} | {fixed / GIB:.2f} | {fit} |', flush=True)
+    results.append({'remat': remat, 'rows': rows, 'fixed': fixed,
+                    'per_clip': per_clip, 'clips_fit': fit})
+  print(f'budget {FLAGS.budget_gib:g} GiB: ' + ', '.join(
+      f"remat={r['remat']}: {r['clips_fit']} clips" for r in results))
+  if FLAGS.json:
+    with open(FLAGS.json, 'w') as f:
+      json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,394 @@
+"""Networks of the sparse-pixel video GAN.
+
+Nittala, Tumarada and Churiwala, "Relevance of Sparse pixel representations
+to Lossy Video Compression" (Saarland University), a video extension of
+Peter, "A Wasserstein GAN for Joint Learning of Inpainting and its Spatial
+Optimisation" (arXiv:2202.05623). The inpainting hourglass and the spatial
+critic follow WGAIN: Vasata, Halama and Friedjungova, "Image inpainting using
+Wasserstein generative adversarial imputation network" (ICANN 2021).
+
+* ``DilBlock``: three parallel 5x5 convolutions with dilation 1, 2 and 5.
+* ``Hourglass``: a three-level U-net of dilated blocks whose bottleneck holds
+  a ConvGRU. The encoder and decoder fold time into the batch and run on all
+  frames at once; only the ConvGRU is scanned over time.
+* ``MaskGenerator``: frame + uniform noise -> sigmoid confidence.
+* ``InpaintingGenerator``: known pixels, mask, hole noise -> frame, through
+  the Keras-form hard sigmoid; known pixels are copied into the decoded frame.
+* ``SpatialCritic`` (frame + mask, per frame) and ``TemporalCritic`` (clip),
+  both spectral-normalised (Miyato et al., arXiv:1802.05957).
+
+All arrays are ``[B, T, H, W, C]`` with values in [0, 1].
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxvr.errors import ShapeError, SizeError
+from jaxvr.sparsegan.convgru import conv_gru
+
+# Channel counts at width multiplier 1 (WGAIN's generator and critic).
+ENCODER_K = (32, 32, 64)        # DilBlock(k) gives 4k channels
+BOTTLENECK_K = 128
+DECODER_K = (64, 32, 32)
+HEAD_CHANNELS = 8
+SPATIAL_CRITIC = (64, 128, 256, 256, 512)
+TEMPORAL_CRITIC = (32, 64, 128, 128, 256)
+TEMPORAL_STRIDES = ((1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
+MIN_VALID_SIZE = 125            # five 5x5 stride-2 VALID convs need >= 125 px
+
+
+def keras_hard_sigmoid(x: jax.Array) -> jax.Array:
+  """Keras (tf.keras <= 2.15) hard sigmoid ``clip(0.2 x + 0.5, 0, 1)``.
+
+  This is not ``jax.nn.hard_sigmoid`` (``relu6(x + 3) / 6``, slope 1/6).
+  WGAIN's generator ends with the Keras form, so that one is used here.
+  """
+  return jnp.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def scaled(channels: int, width_mult: float) -> int:
+  """``channels * width_mult`` rounded, at least 1."""
+  return max(1, int(round(channels * width_mult)))
+
+
+def _fold(x):
+  return x.reshape((-1,) + x.shape[2:])
+
+
+def _unfold(x, b, t):
+  return x.reshape((b, t) + x.shape[1:])
+
+
+def max_pool2(x: jax.Array) -> jax.Array:
+  """2x2 max-pooling with stride 2, ``[N, H, W, C] -> [N, H/2, W/2, C]``.
+
+  Written as a reshape and a max rather than ``nn.max_pool``: the gradient
+  of a windowed reduction becomes a scatter with int32 index buffers of the
+  input's size on some backends (several GiB at the paper's size); this form
+  differentiates elementwise.
+  """
+  n, h, w, c = x.shape
+  return jnp.max(x.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+def upsample2(x: jax.Array) -> jax.Array:
+  """Nearest-neighbour 2x upsampling, ``[N, H, W, C] -> [N, 2H, 2W, C]``.
+
+  A broadcast and reshape (its gradient is a sum), not a gather (whose
+  gradient is a scatter with index buffers).
+  """
+  n, h, w, c = x.shape
+  y = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
+  return y.reshape(n, 2 * h, 2 * w, c)
+
+
+class DilBlock(nn.Module):
+  """Parallel 5x5 convolutions, dilation 2 (k), 5 (k) and 1 (2k), ELU, concat.
+
+  WGAIN's decoder uses stride-1 SAME transposed convolutions with the same
+  dilations; they span the same function class as plain convolutions, so
+  plain ``nn.Conv`` is used throughout.
+
+  Attributes:
+    k: base channel count; the output has ``4k`` channels.
+    dtype: computation dtype.
+  """
+  k: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """``[N, H, W, C] -> [N, H, W, 4k]``."""
+    branches = []
+    for rate, ch in ((2, self.k), (5, self.k), (1, 2 * self.k)):
+      y = nn.Conv(ch, (5, 5), padding='SAME', kernel_dilation=(rate, rate),
+                  dtype=self.dtype, name=f'dil{rate}')(x)
+      branches.append(nn.elu(y))
+    return jnp.concatenate(branches, axis=-1)
+
+
+class Hourglass(nn.Module):
+  """WGAIN hourglass with skips and a ConvGRU at the bottleneck.
+
+  Attributes:
+    out_channels: output channels.
+    width_mult: multiplies every channel count (1 = the paper's width).
+    gru_half: run the ConvGRU on half of the bottleneck channels and pass the
+      other half through (a cheaper variant); False = all channels.
+    orthogonal_recurrent: orthogonal init of the ConvGRU state kernels.
+    remat: recompute block activations in the backward pass (saves memory).
+    dtype: computation dtype (None = float32 parameters decide).
+  """
+  out_channels: int
+  width_mult: float = 1.0
+  gru_half: bool = False
+  orthogonal_recurrent: bool = False
+  remat: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Runs the hourglass.
+
+    Args:
+      x: ``[B, T, H, W, Cin]``; H and W divisible by 8.
+
+    Returns:
+      Pre-activation output, ``[B, T, H, W, out_channels]``.
+    """
+    if x.ndim != 5:
+      raise ShapeError(f'Hourglass: expected input [B, T, H, W, C], got '
+                       f'shape {x.shape}')
+    b, t, h, w, _ = x.shape
+    if h % 8 or w % 8:
+      raise SizeError(f'Hourglass: frame size {h}x{w} must be divisible by 8 '
+                      f'(three 2x2 poolings)')
+    block = nn.remat(DilBlock) if self.remat else DilBlock
+    wm = self.width_mult
+    x0 = _fold(x)
+    y, skips = x0, []
+    for i, k in enumerate(ENCODER_K):
+      y = block(scaled(k, wm), dtype=self.dtype, name=f'enc{i + 1}')(y)
+      skips.append(y)
+      y = max_pool2(y)
+    # Time-recurrent bottleneck: only this part is scanned over T.
+    y = _unfold(y, b, t)
+    c = y.shape[-1]
+    n_rec = c // 2 if self.gru_half else c
+    rec = conv_gru(n_rec, orthogonal_recurrent=self.orthogonal_recurrent,
+                   remat=self.remat, dtype=self.dtype, name='gru')(
+                       y[..., :n_rec])
+    y = jnp.concatenate([rec, y[..., n_rec:]], axis=-1) if n_rec < c else rec
+    y = _fold(y)
+    y = block(scaled(BOTTLENECK_K, wm), dtype=self.dtype, name='mid')(y)
+    for i, k in enumerate(DECODER_K):
+      skip = skips[-1 - i]
+      y = upsample2(y)
+      y = jnp.concatenate([y, skip], axis=-1)
+      y = block(scaled(k, wm), dtype=self.dtype, name=f'dec{i + 1}')(y)
+    y = jnp.concatenate([y, x0.astype(y.dtype)], axis=-1)
+    y = nn.elu(nn.Conv(scaled(HEAD_CHANNELS, wm), (3, 3), padding='SAME',
+                       dtype=self.dtype, name='head1')(y))
+    y = nn.Conv(self.out_channels, (3, 3), padding='SAME', dtype=self.dtype,
+                name='head2')(y)
+    return _unfold(y.astype(jnp.float32), b, t)
+
+
+class MaskGenerator(nn.Module):
+  """Mask generator ``G_M``: frame and noise in, confidence in (0, 1) out.
+
+  The head is a logistic sigmoid rather than a hard sigmoid: a hard sigmoid
+  has zero gradient once saturated, so such pixels could never change state
+  again, one route to a frozen or collapsed density.
+
+  Attributes mirror ``Hourglass``.
+  """
+  width_mult: float = 1.0
+  gru_half: bool = False
+  orthogonal_recurrent: bool = False
+  remat: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, frames: jax.Array, noise: jax.Array) -> jax.Array:
+    """Confidences for every pixel.
+
+    Args:
+      frames: ``[B, T, H, W, 3]`` in [0, 1].
+      noise: ``[B, T, H, W, 1]``, uniform on [0, 1], fresh per call.
+
+    Returns:
+      ``[B, T, H, W, 1]`` confidences in (0, 1), float32.
+    """
+    _check_clip('frames', frames)
+    if noise.shape != frames.shape[:-1] + (1,):
+      raise ShapeError(f'MaskGenerator: noise must have shape '
+                       f'{frames.shape[:-1] + (1,)}, got {noise.shape}')
+    x = jnp.concatenate([frames, noise], axis=-1)
+    y = Hourglass(1, self.width_mult, self.gru_half,
+                  self.orthogonal_recurrent, self.remat, self.dtype,
+                  name='hourglass')(x)
+    return nn.sigmoid(y)
+
+
+class InpaintingGenerator(nn.Module):
+  """Frame generator ``G_I``: restores frames from their kept pixels.
+
+  Inputs, in WGAIN's channel order: the known pixels ``b * f`` (3), the mask
+  ``b`` (1) and noise on the holes ``z * (1 - b)`` (3). The decoder never sees
+  the unmasked frame.
+
+  Attributes mirror ``Hourglass``.
+  """
+  width_mult: float = 1.0
+  gru_half: bool = False
+  orthogonal_recurrent: bool = False
+  remat: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, known: jax.Array, mask: jax.Array, noise: jax.Array):
+    """Inpaints a clip.
+
+    Args:
+      known: kept pixels ``b * f``, ``[B, T, H, W, 3]`` (zero in the holes).
+      mask: binary mask ``b``, ``[B, T, H, W, 1]``.
+      noise: ``[B, T, H, W, 3]``, ``N(0, 0.1^2)``; only its hole part is used.
+
+    Returns:
+      ``(raw, decoded)``: the generator output ``u`` in [0, 1] (used by the
+      losses) and the decoded clip ``b * f + (1 - b) * u`` with the known
+      pixels copied in, both ``[B, T, H, W, 3]`` float32.
+    """
+    _check_clip('known', known)
+    if mask.shape != known.shape[:-1] + (1,):
+      raise ShapeError(f'InpaintingGenerator: mask must have shape '
+                       f'{known.shape[:-1] + (1,)}, got {mask.shape}')
+    if noise.shape != known.shape:
+      raise ShapeError(f'InpaintingGenerator: noise must have shape '
+                       f'{known.shape}, got {noise.shape}')
+    x = jnp.concatenate([known, mask, noise * (1.0 - mask)], axis=-1)
+    y = Hourglass(3, self.width_mult, self.gru_half,
+                  self.orthogonal_recurrent, self.remat, self.dtype,
+                  name='hourglass')(x)
+    u = keras_hard_sigmoid(y)
+    return u, known + (1.0 - mask) * u
+
+
+class SpatialCritic(nn.Module):
+  """Per-frame critic ``D_S`` on (frame, mask), spectral-normalised.
+
+  Five 5x5 stride-2 convolutions with LeakyReLU(0.3) (the Keras default that
+  WGAIN uses), then a dense layer to one linear score. WGAIN pads VALID, which
+  needs frames of at least 125 px; ``padding='SAME'`` serves small frames.
+
+  Attributes:
+    width_mult: multiplies every channel count.
+    padding: 'VALID' (WGAIN) or 'SAME'.
+    dtype: computation dtype.
+  """
+  width_mult: float = 1.0
+  padding: str = 'VALID'
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, frames: jax.Array, mask: jax.Array,
+               update_stats: bool = False) -> jax.Array:
+    """Scores every frame.
+
+    Args:
+      frames: ``[B, T, H, W, 3]``.
+      mask: ``[B, T, H, W, 1]`` (callers pass it through ``stop_gradient``).
+      update_stats: advance the spectral-norm power iteration (critic step).
+
+    Returns:
+      ``[B, T]`` scores, high for real.
+    """
+    _check_clip('frames', frames)
+    b, t, h, w, _ = frames.shape
+    if self.padding == 'VALID' and min(h, w) < MIN_VALID_SIZE:
+      raise SizeError(f'SpatialCritic: VALID padding needs frames of at least '
+                      f'{MIN_VALID_SIZE} px, got {h}x{w}; use padding=SAME')
+    y = _fold(jnp.concatenate([frames, mask.astype(frames.dtype)], axis=-1))
+    for i, ch in enumerate(SPATIAL_CRITIC):
+      conv = nn.Conv(scaled(ch, self.width_mult), (5, 5), strides=(2, 2),
+                     padding=self.padding, dtype=self.dtype, name=f'conv{i}')
+      y = nn.leaky_relu(nn.SpectralNorm(conv, name=f'sn_conv{i}')(
+          y, update_stats=update_stats), 0.3)
+    y = y.reshape((y.shape[0], -1))
+    y = nn.SpectralNorm(nn.Dense(1, dtype=self.dtype, name='dense'),
+                        name='sn_dense')(y, update_stats=update_stats)
+    return y.astype(jnp.float32).reshape((b, t))
+
+
+class TemporalCritic(nn.Module):
+  """Per-clip critic ``D_T``: spectral-normalised 3-D convolutions.
+
+  The paper names a temporal critic but gives no layers. This one follows
+  MoCoGAN's video critic (Tulyakov et al., CVPR 2018) without batch norm:
+  five (3, 5, 5) SAME convolutions with strides (1,2,2), (1,2,2), (2,2,2),
+  (2,2,2), (2,2,2) and LeakyReLU(0.3), a mean over (T, H, W), and a dense
+  layer. SAME padding in time keeps it valid for any T >= 1.
+
+  Attributes:
+    width_mult: multiplies every channel count.
+    frame_diffs: also feed ``x_t - x_{t-1}`` (zero at t = 0) so the critic
+      sees motion rather than only content.
+    dtype: computation dtype.
+  """
+  width_mult: float = 1.0
+  frame_diffs: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, clip: jax.Array, update_stats: bool = False):
+    """Scores every clip.
+
+    Args:
+      clip: ``[B, T, H, W, 3]``.
+      update_stats: advance the spectral-norm power iteration (critic step).
+
+    Returns:
+      ``[B]`` scores, high for real.
+    """
+    _check_clip('clip', clip)
+    y = clip
+    if self.frame_diffs:
+      diff = jnp.concatenate(
+          [jnp.zeros_like(clip[:, :1]), clip[:, 1:] - clip[:, :-1]], axis=1)
+      y = jnp.concatenate([clip, diff], axis=-1)
+    for i, (ch, st) in enumerate(zip(TEMPORAL_CRITIC, TEMPORAL_STRIDES,
+                                     strict=True)):
+      conv = nn.Conv(scaled(ch, self.width_mult), (3, 5, 5), strides=st,
+                     padding='SAME', dtype=self.dtype, name=f'conv{i}')
+      y = nn.leaky_relu(nn.SpectralNorm(conv, name=f'sn_conv{i}')(
+          y, update_stats=update_stats), 0.3)
+    y = jnp.mean(y, axis=(1, 2, 3))
+    y = nn.SpectralNorm(nn.Dense(1, dtype=self.dtype, name='dense'),
+                        name='sn_dense')(y, update_stats=update_stats)
+    return y.astype(jnp.float32)[:, 0]
+
+
+class Critics(nn.Module):
+  """Both critics under one parameter tree (``spatial``, ``temporal``).
+
+  Attributes:
+    width_mult: channel multiplier for both critics.
+    spatial_padding: 'VALID' or 'SAME' for the spatial critic.
+    frame_diffs: temporal critic also sees frame differences.
+    dtype: computation dtype.
+  """
+  width_mult: float = 1.0
+  spatial_padding: str = 'VALID'
+  frame_diffs: bool = False
+  dtype: Any = None
+
+  def setup(self):
+    self.spatial = SpatialCritic(self.width_mult, self.spatial_padding,
+                                 self.dtype)
+    self.temporal = TemporalCritic(self.width_mult, self.frame_diffs,
+                                   self.dtype)
+
+  def __call__(self, clip: jax.Array, mask: jax.Array,
+               update_stats: bool = False):
+    """Scores clips with both critics.
+
+    Args:
+      clip: ``[B, T, H, W, 3]``.
+      mask: ``[B, T, H, W, 1]`` shown to the spatial critic.
+      update_stats: advance the spectral-norm power iterations.
+
+    Returns:
+      ``(spatial [B, T], temporal [B])`` scores.
+    """
+    return (self.spatial(clip, mask, update_stats),
+            self.temporal(clip, update_stats))
+
+
+def _check_clip(name: str, x: jax.Array) -> None:
+  if x.ndim != 5 or x.shape[-1] != 3:
+    raise ShapeError(f'{name}: expected a clip [B, T, H, W, 3], got shape '
+                     f'{x.shape}')
