@@ -150,6 +150,34 @@ def cmd_carv(args) -> int:
   return 0
 
 
+def cmd_sparsegan(args) -> int:
+  """Sparse-pixel GAN encode (learned or random mask) or decode (inpaint)."""
+  from jaxvr import video
+  from jaxvr.sparsegan import inference
+  from jaxvr.sparsegan import payload as payload_lib
+
+  if args.action == 'encode':
+    frames, fps, _ = _load_clip(args)
+    if args.random_density:
+      payload = inference.encode_random(frames, args.random_density, fps=fps,
+                                        seed=args.seed)
+    else:
+      payload = inference.encode(frames, args.weights, fps=fps, seed=args.seed)
+    video.io.atomic_write(args.output, payload.to_bytes())
+    _, mask = payload_lib.decode(payload)
+    t, h, w, _ = frames.shape
+    print(f'{args.output}: {payload.size:,} bytes ({payload.size / t:,.0f} per frame) '
+          f'for {t} frames {w}x{h}; {100 * mask.mean():.2f}% of pixels kept')
+    return 0
+  with open(args.input, 'rb') as f:
+    data = f.read()
+  p = payload_lib.SparsePixelPayload.from_bytes(data)
+  out = inference.decode(p, args.weights, seed=args.seed)
+  video.write_video(args.output, out, fps=p.fps, lossless=True)
+  print(f'{args.output}: {out.shape[0]} frames inpainted')
+  return 0
+
+
 def cmd_convert_stmae(args) -> int:
   """Official PyTorch ST-MAE weights -> an orbax params folder."""
   import json
@@ -287,6 +315,27 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--frames', type=int, default=None, help='frames to reduce (default all)')
   p.add_argument('--crf', type=float, default=18, help='x264 crf of reduced.mp4')
   p.set_defaults(func=cmd_carv)
+
+  p = sub.add_parser(
+      'sparsegan', help='sparse-pixel GAN: keep a few %% of pixels, or inpaint them',
+      description='encode: the mask generator picks the pixels to keep; the mask '
+                  '(LZMA-coded bits) and the kept pixels are the payload. decode: '
+                  'the inpainting generator restores every frame.')
+  sp = p.add_subparsers(dest='action', required=True)
+  e = sp.add_parser('encode', help='video -> payload')
+  _add_clip_args(e, frames=16, size=0)
+  e.add_argument('output', help='payload file to write')
+  e.add_argument('--random-density', type=float, default=None,
+                 help='use an exact-count random mask of this density instead of '
+                      'the learned one (e.g. 0.05)')
+  for q in (e, d := sp.add_parser('decode', help='payload -> video (lossless mp4)')):
+    q.add_argument('--weights', default=None,
+                   help='weights folder from train.sparse_gan --export '
+                        '(default: the bundled weights)')
+    q.add_argument('--seed', type=int, default=0, help='noise seed')
+  d.add_argument('input', help='payload file')
+  d.add_argument('output', help='video file to write (.mp4)')
+  p.set_defaults(func=cmd_sparsegan)
 
   p = sub.add_parser(
       'convert-stmae', help='convert official PyTorch ST-MAE weights to jaxvr (orbax)',
