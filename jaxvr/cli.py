@@ -118,8 +118,7 @@ def cmd_sparse_mp4(args) -> int:
     print(f'{args.output}: {payload.size:,} bytes for {frames.shape[0]} frames '
           f'{frames.shape[2]}x{frames.shape[1]} ({args.layout}, {args.codec})')
     return 0
-  with open(args.input, 'rb') as f:
-    payload = sparse_mp4.SparseMP4Payload.from_bytes(f.read())
+  payload = sparse_mp4.SparseMP4Payload.from_bytes(_read_payload(args.input))
   r = reducer.SparseMP4Reducer(
       args.restore, kernels=None if not args.dictionary else _load_kernels(args.dictionary))
   from jaxvr.reducers import Payload
@@ -169,9 +168,7 @@ def cmd_sparsegan(args) -> int:
     print(f'{args.output}: {payload.size:,} bytes ({payload.size / t:,.0f} per frame) '
           f'for {t} frames {w}x{h}; {100 * mask.mean():.2f}% of pixels kept')
     return 0
-  with open(args.input, 'rb') as f:
-    data = f.read()
-  p = payload_lib.SparsePixelPayload.from_bytes(data)
+  p = payload_lib.SparsePixelPayload.from_bytes(_read_payload(args.input))
   out = inference.decode(p, args.weights, seed=args.seed)
   video.write_video(args.output, out, fps=p.fps, lossless=True)
   print(f'{args.output}: {out.shape[0]} frames inpainted')
@@ -198,6 +195,13 @@ def cmd_convert_stmae(args) -> int:
   print(f'{out}: {stmae.param_count(params):,} parameters '
         f'({"PySlowFast" if config.decoder_cls_from_encoder else "mae_st"} layout)')
   return 0
+
+
+def _read_payload(path: str) -> bytes:
+  if not os.path.isfile(path):
+    raise errors.CodecError(f'{path}: no such payload file')
+  with open(path, 'rb') as f:
+    return f.read()
 
 
 def _load_kernels(path: str):

@@ -48,3 +48,24 @@ def test_help_lists_commands(capsys):
   with pytest.raises(SystemExit):
     cli.main(['--help'])
   assert 'codecs' in capsys.readouterr().out
+
+
+def test_sparse_mp4_commands(tmp_path, capsys):
+  payload = tmp_path / 'clip.smp4'
+  assert cli.main(['sparse-mp4', 'encode', str(sample_clip_path()), str(payload),
+                   '--frames', '5', '--size', '32']) == 0
+  out = tmp_path / 'restored.mp4'
+  assert cli.main(['sparse-mp4', 'decode', str(payload), str(out),
+                   '--restore', 'linear']) == 0
+  from jaxvr import video
+  assert video.read_video(out).shape == (5, 32, 32, 3)
+  assert cli.main(['sparse-mp4', 'decode', str(tmp_path / 'none.smp4'), str(out)]) == 2
+  assert 'none.smp4' in capsys.readouterr().err
+
+
+def test_sparsegan_random_mask_encode(tmp_path, capsys):
+  payload = tmp_path / 'clip.spx'
+  assert cli.main(['sparsegan', 'encode', str(sample_clip_path()), str(payload),
+                   '--frames', '4', '--size', '32', '--random-density', '0.1']) == 0
+  kept = float(capsys.readouterr().out.split('; ')[-1].split('%')[0])
+  assert abs(kept - 10.0) < 0.1  # exact count per frame: round(0.1 * 32 * 32)
