@@ -4,6 +4,7 @@ Chhabra & Yang, "Algorithmic Video Reduction by Estimating Chunk Significance
 Using Spatial-Temporal Masked Auto Encoders".
 """
 
+from jaxvr.carv import pipeline  # noqa: F401  (high-level: run_carv, reduce)
 from jaxvr.carv.baselines import (
     every_nth_frame_flags,
     motion_energy,

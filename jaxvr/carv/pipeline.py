@@ -1,0 +1,468 @@
+"""CARV end to end: a full-resolution video in, a reduced video out.
+
+Chhabra & Yang, "Algorithmic Video Reduction by Estimating Chunk Significance
+Using Spatial-Temporal Masked Auto Encoders".
+
+Steps (:func:`reduce` runs them; :func:`run_carv` also reads and writes
+files):
+
+1. **Model clip** (:func:`model_clip`): ``num_frames`` frames of the span to
+   reduce, evenly spaced (exactly the first ``num_frames`` frames when the
+   span has that length), short side resized to the model's ``img_size``,
+   centre-cropped to a square, normalised (mean 0.45, std 0.225).
+2. **Significance** of every ST-MAE chunk of that clip, ``[t', h', w']``
+   (:func:`jaxvr.carv.estimate_significance`).
+3. **Full-frame chunk grid** (:func:`full_frame_map`): the crop covers only
+   the centre of a non-square frame, so the map is carried onto a grid
+   ``[t', h'', w'']`` tiling the whole frame with chunks of the same size in
+   pixels as the crop's chunks (:func:`jaxvr.video.tubes.chunk_bounds`
+   convention); every full-frame chunk takes the value of the crop chunk
+   under its centre, clamped at the crop's edges. For a square frame the
+   crop is the whole frame and the map is unchanged. Temporal chunk ``i``
+   covers the ``i``-th of ``t'`` equal parts of the span, the same frames
+   its clip frames were taken from.
+4. **Refresh schedule** and **reduced video** at the budget ``N``
+   (:mod:`jaxvr.carv.schedule`), or a baseline at the same ``N``
+   (:data:`METHODS`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvr.carv import baselines, schedule
+from jaxvr.carv.significance import ESTIMATORS, estimate_significance
+from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
+from jaxvr.stmae.model import STMAEConfig
+from jaxvr.video import transforms
+from jaxvr.video.tubes import chunk_bounds
+
+#: Reduction methods at a refresh budget ``N``: CARV with either estimator,
+#: and the three baselines.
+METHODS = ('carv-visible', 'carv-masked', 'every-nth', 'random-chunk',
+           'motion-energy')
+DEFAULT_N_SAMPLES = 500
+DEFAULT_MASK_RATIO = 0.98
+DEFAULT_MODEL_DIR = pathlib.Path(__file__).resolve().parent.parent / (
+    'assets/stmae_small')
+#: The shape of the bundled model (16x112x112, 2x16x16 tubelets); baselines
+#: use its chunk grid when no model is given.
+SMALL_CONFIG = STMAEConfig(
+    img_size=112, patch_size=16, embed_dim=192, depth=4, num_heads=3,
+    decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
+    norm_pix_loss=True, num_frames=16, t_patch_size=2, pred_t_dim=8,
+    sep_pos_embed=True, cls_embed=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipGeometry:
+  """Where the model clip sits in the span of video it was cut from.
+
+  Attributes:
+    num_frames: ``T`` frames of the span.
+    frame_ids: the ``config.num_frames`` span frames the clip holds.
+    video_hw: ``(H, W)`` of the full-resolution frames.
+    resized_hw: frame size after the short-side resize.
+    crop_offset: top-left corner of the square crop in the resized frame.
+    size: side of the crop (the model's ``img_size``).
+    patch: the model's spatial patch size.
+  """
+  num_frames: int
+  frame_ids: tuple[int, ...]
+  video_hw: tuple[int, int]
+  resized_hw: tuple[int, int]
+  crop_offset: tuple[int, int]
+  size: int
+  patch: int
+
+  def full_grid(self) -> tuple[int, int]:
+    """``(h'', w'')`` chunks tiling the whole frame (see module docstring)."""
+    return tuple(len(self.axis_index(a)) for a in (0, 1))
+
+  def axis_index(self, axis: int) -> np.ndarray:
+    """Crop chunk under the centre of every full-frame chunk along ``axis``."""
+    full, resized = self.video_hw[axis], self.resized_hw[axis]
+    n_model = self.size // self.patch
+    scale = resized / full
+    n_full = max(n_model, int(round(full * scale / self.patch)))
+    n_full = min(n_full, full)
+    bounds = chunk_bounds(n_full, full)
+    centre = (bounds[:-1] + bounds[1:]) / 2.0
+    pos = centre * scale - self.crop_offset[axis]
+    return np.clip(np.floor(pos / self.patch), 0, n_model - 1).astype(np.int32)
+
+
+def clip_frame_ids(num_frames: int, clip_frames: int) -> tuple[int, ...]:
+  """``clip_frames`` evenly spaced frame ids of a span of ``num_frames``.
+
+  ``floor(i * T / n)``: the identity when ``T == n``.
+
+  Raises:
+    SizeError: the span is shorter than the clip.
+  """
+  if num_frames < clip_frames:
+    raise SizeError(f'video: expected at least {clip_frames} frames (the '
+                    f"model's num_frames), got {num_frames}")
+  return tuple(int(i * num_frames // clip_frames) for i in range(clip_frames))
+
+
+def clip_geometry(video_shape: Sequence[int],
+                  config: STMAEConfig) -> ClipGeometry:
+  """The :class:`ClipGeometry` of a ``[T, H, W, ...]`` span for ``config``."""
+  t, h, w = (int(s) for s in video_shape[:3])
+  rh, rw = transforms.short_side_size(h, w, config.img_size)
+  rh, rw = max(rh, config.img_size), max(rw, config.img_size)
+  oy, ox = transforms.center_crop_offsets(rh, rw, (config.img_size,) * 2)
+  return ClipGeometry(t, clip_frame_ids(t, config.num_frames), (h, w),
+                      (rh, rw), (oy, ox), config.img_size, config.patch_size)
+
+
+def _check_video(video) -> np.ndarray:
+  video = np.asarray(video)
+  if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+    raise ShapeError(f'video: expected uint8 [T, H, W, 3] RGB, got '
+                     f'{video.dtype} {video.shape}')
+  return video
+
+
+@functools.partial(jax.jit, static_argnames=('resized_hw', 'crop'))
+def _prepare(frames, *, resized_hw, crop):
+  x = transforms.resize(frames, resized_hw)
+  x = transforms.center_crop(x, crop)
+  return transforms.normalize(jnp.clip(x, 0.0, 255.0))
+
+
+def model_clip(video: np.ndarray, config: STMAEConfig,
+               frame_ids: Sequence[int] | None = None
+               ) -> tuple[jax.Array, ClipGeometry]:
+  """The normalised model-input clip of a full-resolution span.
+
+  Args:
+    video: uint8 ``[T, H, W, 3]`` span to reduce (or only the clip frames,
+      with ``frame_ids`` naming where they come from).
+    config: the ST-MAE config (``num_frames``, ``img_size``).
+    frame_ids: which frames of ``video`` form the clip; default
+      :func:`clip_frame_ids`.
+
+  Returns:
+    ``(clip float32 [num_frames, img_size, img_size, 3], geometry)``.
+  """
+  video = _check_video(video)
+  geom = clip_geometry(video.shape, config)
+  ids = geom.frame_ids if frame_ids is None else tuple(frame_ids)
+  frames = video[np.asarray(ids)] if len(video) != len(ids) else video
+  if len(frames) != config.num_frames:
+    raise ShapeError(f'frame_ids: expected {config.num_frames} clip frames, '
+                     f'got {len(frames)}')
+  clip = _prepare(jnp.asarray(frames), resized_hw=geom.resized_hw,
+                  crop=(config.img_size, config.img_size))
+  return clip, geom
+
+
+def full_frame_map(significance: jax.Array,
+                   geometry: ClipGeometry) -> jax.Array:
+  """Carries a crop map ``[t', h', w']`` onto the full frame ``[t', h'', w'']``."""
+  if np.ndim(significance) != 3:
+    raise ShapeError(f"significance: expected [t', h', w'], got shape "
+                     f'{np.shape(significance)}')
+  s = jnp.asarray(significance)
+  return s[:, geometry.axis_index(0)][:, :, geometry.axis_index(1)]
+
+
+def _check_model(params, config) -> None:
+  if (params is None) != (config is None) and config is None:
+    raise ConfigError('config: pass the STMAEConfig of the given params (or '
+                      'neither, for the bundled model)')
+
+
+def _budget(n) -> int:
+  if int(n) != n or int(n) < 1:
+    raise ConfigError(f'budget: expected a positive whole number of frames N, '
+                      f'got {n}')
+  return int(n)
+
+
+def flags_for(method: str, video: np.ndarray, budget: int, *,
+              full_map: jax.Array | None = None,
+              grid: tuple[int, int, int] | None = None,
+              key: jax.Array | None = None,
+              invert: bool = False) -> tuple[jax.Array, jax.Array | None]:
+  """Refresh flags of ``method`` for a span.
+
+  Args:
+    method: one of :data:`METHODS`.
+    video: uint8 ``[T, H, W, 3]`` span (motion energy reads it).
+    budget: ``N``.
+    full_map: full-frame significance ``[t', h'', w'']`` (CARV methods).
+    grid: ``(t', h'', w'')`` chunk grid for the baselines.
+    key: random key for the random-chunk phases.
+    invert: CARV/motion energy: refresh low-significance chunks more.
+
+  Returns:
+    ``(flags bool [T, h'', w''], significance used or None)``.
+  """
+  n, t = _budget(budget), int(np.shape(video)[0])
+  if method.startswith('carv-'):
+    if full_map is None:
+      raise ConfigError(f'{method}: needs a significance map')
+    return schedule.schedule_from_significance(full_map, t, n,
+                                               invert=invert), full_map
+  if grid is None:
+    raise ConfigError(f'{method}: needs the chunk grid')
+  if method == 'every-nth':
+    return baselines.every_nth_frame_flags(t, grid[1:], n), None
+  if method == 'random-chunk':
+    key = jax.random.key(0) if key is None else key
+    return baselines.nth_random_chunk_flags(key, t, grid[1:], n), None
+  if method == 'motion-energy':
+    energy = baselines.motion_energy(video, grid)
+    return schedule.schedule_from_significance(energy, t, n,
+                                               invert=invert), energy
+  raise ConfigError(f'method: expected one of {METHODS}, got {method!r}')
+
+
+@dataclasses.dataclass(frozen=True)
+class Reduction:
+  """A reduced span and how it was made.
+
+  Attributes:
+    video: uint8 ``[T, H, W, 3]`` reduced video.
+    flags: bool ``[T, h'', w'']`` refresh flags.
+    significance: the map on the model crop ``[t', h', w']`` (CARV) or the
+      full-frame motion-energy map; None for the fixed baselines.
+    full_map: the map the schedule used ``[t', h'', w'']`` (or None).
+    geometry: the :class:`ClipGeometry`.
+  """
+  video: np.ndarray
+  flags: np.ndarray
+  significance: np.ndarray | None
+  full_map: np.ndarray | None
+  geometry: ClipGeometry
+
+  @property
+  def refresh_fraction(self) -> float:
+    return float(np.mean(self.flags))
+
+
+def significance_of(video: np.ndarray, params, config: STMAEConfig,
+                    key: jax.Array, *, estimator: str = 'visible',
+                    n_samples: int = DEFAULT_N_SAMPLES,
+                    mask_ratio: float = DEFAULT_MASK_RATIO,
+                    batch_size: int | None = None,
+                    progress: bool = False) -> tuple[jax.Array, ClipGeometry]:
+  """Crop significance ``[t', h', w']`` of a full-resolution span."""
+  if estimator not in ESTIMATORS:
+    raise ConfigError(f'estimator: expected one of {ESTIMATORS}, got '
+                      f'{estimator!r}')
+  if params is None:
+    raise ConfigError('params: the ST-MAE parameters are needed to estimate '
+                      'significance')
+  clip, geom = model_clip(video, config)
+  sig = estimate_significance(params, config, clip, key, n_samples=n_samples,
+                              mask_ratio=mask_ratio, batch_size=batch_size,
+                              estimator=estimator, progress=progress)
+  return sig, geom
+
+
+def reduce(video: np.ndarray, method: str, budget: int, *, params=None,
+           config: STMAEConfig | None = None, key: jax.Array | None = None,
+           significance: jax.Array | None = None,
+           n_samples: int = DEFAULT_N_SAMPLES,
+           mask_ratio: float = DEFAULT_MASK_RATIO, invert: bool = False,
+           batch_size: int | None = None,
+           progress: bool = False) -> Reduction:
+  """Reduces a full-resolution span with CARV or a baseline at budget ``N``.
+
+  Args:
+    video: uint8 ``[T, H, W, 3]``, any size, ``T >= config.num_frames``.
+    method: one of :data:`METHODS`.
+    budget: ``N``: on average a chunk is refreshed once every ``N`` frames.
+    params, config: the ST-MAE; default :func:`load_default_model` (only
+      loaded by a CARV method without ``significance``; otherwise the grid
+      of :data:`SMALL_CONFIG`).
+    key: random key (masks, random phases); default ``key(0)``.
+    significance: a precomputed crop map ``[t', h', w']`` for a CARV method
+      (skips the estimate).
+    n_samples, mask_ratio, batch_size, progress: of the estimate.
+    invert: refresh low-significance chunks more (the paper's text).
+
+  Returns:
+    A :class:`Reduction`.
+  """
+  video = _check_video(video)
+  if method not in METHODS:
+    raise ConfigError(f'method: expected one of {METHODS}, got {method!r}')
+  _check_model(params, config)
+  if config is None:
+    if method.startswith('carv-') and significance is None:
+      params, config = load_default_model()
+    else:
+      config = SMALL_CONFIG
+  key = jax.random.key(0) if key is None else key
+  geom = clip_geometry(video.shape, config)
+  grid = (config.grid[0], *geom.full_grid())
+  sig = full = None
+  if method.startswith('carv-'):
+    if significance is None:
+      sig, geom = significance_of(
+          video, params, config, key, estimator=method.split('-', 1)[1],
+          n_samples=n_samples, mask_ratio=mask_ratio, batch_size=batch_size,
+          progress=progress)
+    else:
+      sig = jnp.asarray(significance, jnp.float32)
+    full = full_frame_map(sig, geom)
+  flags, used = flags_for(method, video, budget, full_map=full, grid=grid,
+                          key=key, invert=invert)
+  reduced = schedule.apply_refresh(video, flags)
+  if method == 'motion-energy':
+    sig = full = used
+  as_np = (lambda a: None if a is None else np.asarray(a))
+  return Reduction(np.asarray(reduced), np.asarray(flags), as_np(sig),
+                   as_np(full), geom)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(directory: str) -> tuple[object, STMAEConfig]:
+  from jaxvr.training.checkpoint import load_params
+  path = pathlib.Path(directory)
+  if not (path / 'params').is_dir():
+    raise CheckpointError(
+        f'ST-MAE weights: expected a folder written by save_params at '
+        f'{path} (with params/ and config.json); none found. Pass params and '
+        f'config explicitly, or train one with python -m train.stmae ... '
+        f'--export=DIR')
+  params, cfg = load_params(path)
+  cfg = {k: v for k, v in cfg.items()
+         if k in {f.name for f in dataclasses.fields(STMAEConfig)}}
+  try:
+    config = STMAEConfig(**cfg)
+  except TypeError as e:
+    raise CheckpointError(f'{path}/config.json: not an STMAEConfig: {e}') from e
+  params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
+  return params, config
+
+
+def load_default_model(directory: str | os.PathLike | None = None
+                       ) -> tuple[object, STMAEConfig]:
+  """The bundled small ST-MAE (``jaxvr/assets/stmae_small``), float32.
+
+  The weights are stored in float16 to stay small and cast to float32 here.
+
+  Args:
+    directory: another folder written by ``save_params`` instead.
+
+  Returns:
+    ``(params, STMAEConfig)``.
+
+  Raises:
+    CheckpointError: the folder or its parameters are missing or unreadable.
+  """
+  return _load_model(str(directory or DEFAULT_MODEL_DIR))
+
+
+def run_carv(video_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+             params=None, config: STMAEConfig | None = None,
+             n_samples: int = DEFAULT_N_SAMPLES,
+             mask_ratio: float = DEFAULT_MASK_RATIO, budget: int = 4,
+             estimator: str = 'visible', invert: bool = False,
+             key: jax.Array | None = None, start: int = 0,
+             max_frames: int | None = None, crf: float = 18,
+             batch_size: int | None = None,
+             progress: bool = True) -> dict[str, pathlib.Path]:
+  """Reduces a video file with CARV and writes the results.
+
+  The full-resolution frames are streamed twice: once to collect the clip
+  frames for the model, once through the refresh (``apply_refresh_stream``,
+  a block of frames on the device at a time). One significance map serves
+  the whole span: its ``t'`` temporal chunks are spread over the span, as
+  the clip frames were, so for long spans reduce shorter pieces
+  (``start``, ``max_frames``) to keep the map close to the content.
+
+  Args:
+    video_path: any video ffmpeg reads.
+    out_dir: output folder (created).
+    params, config: the ST-MAE; default the bundled model.
+    n_samples, mask_ratio, estimator, batch_size: of the estimate.
+    budget: ``N``.
+    invert: refresh low-significance chunks more.
+    key: random key of the masks; default ``key(0)``.
+    start, max_frames: the span of the file to reduce (default all of it).
+    crf: x264 crf of the written reduced video.
+    progress: progress bar of the estimate.
+
+  Returns:
+    Paths: ``video`` (``reduced.mp4``), ``significance`` (``[t', h', w']``
+    ``significance.npy`` on the model crop), ``full_map``
+    (``significance_full.npy``, ``[t', h'', w'']``), ``flags``
+    (``flags.npy``), ``heatmap`` (``heatmap.png``).
+  """
+  from jaxvr.carv import figures
+  from jaxvr.video import io as video_io
+
+  if estimator not in ESTIMATORS:
+    raise ConfigError(f'estimator: expected one of {ESTIMATORS}, got '
+                      f'{estimator!r}')
+  n = _budget(budget)
+  _check_model(params, config)
+  if config is None:
+    params, config = load_default_model()
+  key = jax.random.key(0) if key is None else key
+  info = video_io.probe_video(video_path)
+  total = info.n_frames - int(start)
+  if max_frames is not None:
+    total = min(total, int(max_frames))
+  if total < config.num_frames:
+    raise SizeError(f'{video_path}: expected at least {config.num_frames} '
+                    f'frames from frame {start}, the file has {info.n_frames}')
+  geom = clip_geometry((total, info.height, info.width), config)
+  wanted = set(geom.frame_ids)
+  clip_frames = [f for i, f in enumerate(video_io.iter_frames(
+      video_path, start=start, max_frames=total)) if i in wanted]
+  clip, geom = model_clip(np.stack(clip_frames), config)
+  geom = dataclasses.replace(geom, num_frames=total, frame_ids=tuple(
+      clip_frame_ids(total, config.num_frames)))
+  sig = estimate_significance(params, config, clip, key, n_samples=n_samples,
+                              mask_ratio=mask_ratio, batch_size=batch_size,
+                              estimator=estimator, progress=progress)
+  full = full_frame_map(sig, geom)
+  flags = schedule.schedule_from_significance(full, total, n, invert=invert)
+  reduced = np.empty((total, info.height, info.width, 3), np.uint8)
+  pos = 0
+  for block in schedule.apply_refresh_stream(
+      video_io.iter_frames(video_path, start=start, max_frames=total), flags):
+    reduced[pos:pos + len(block)] = block
+    pos += len(block)
+  if pos < total:  # the container promised more frames than decode
+    reduced, flags = reduced[:pos], flags[:pos]
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {'video': out / 'reduced.mp4', 'significance': out / 'significance.npy',
+           'full_map': out / 'significance_full.npy', 'flags': out / 'flags.npy',
+           'heatmap': out / 'heatmap.png'}
+  video_io.write_video(paths['video'], reduced, fps=info.fps or 24, crf=crf)
+  for name, arr in (('significance', sig), ('full_map', full),
+                    ('flags', flags)):
+    _save_npy(paths[name], np.asarray(arr))
+  frames_for_fig = np.stack(clip_frames)
+  png = figures.significance_figure(
+      frames_for_fig, np.asarray(sig), geom=geom, frame_ids=geom.frame_ids,
+      title=f'{pathlib.Path(video_path).name}: CARV {estimator}')
+  video_io.atomic_write(paths['heatmap'], png)
+  return paths
+
+
+def _save_npy(path: pathlib.Path, array: np.ndarray) -> None:
+  import io
+
+  from jaxvr.video.io import atomic_write
+  buf = io.BytesIO()
+  np.save(buf, array)
+  atomic_write(path, buf.getvalue())

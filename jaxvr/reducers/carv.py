@@ -1,0 +1,179 @@
+"""CARV and its baselines as reducers, at refresh budgets N = 2, 4, 8.
+
+Registered names: ``carv-visible-n{N}``, ``carv-masked-n{N}`` (Chhabra &
+Yang's ST-MAE chunk significance, marginal-visible and masked-error
+estimators), ``every-nth-n{N}``, ``random-chunk-n{N}`` and
+``motion-energy-n{N}`` (see :mod:`jaxvr.carv.baselines`).
+
+What a receiver needs. The reduced video (held regions repeated) is what is
+watched, and it is sent as one x264 stream at a fixed crf (:data:`CRF`,
+4:2:0, odd sizes edge-padded); a plain player needs nothing else. x264 at a
+crf does not reproduce a held region exactly in every frame that repeats it
+(its residual coding drifts), so :meth:`CarvReducer.decode` rebuilds the
+refresh schedule and re-applies the hold to the decoded frames: every held
+region is then exactly its decoded content at its last refresh, as the
+sender intended. That needs the schedule, which each method sends as
+cheaply as it can, and every byte of it is counted in the payload size:
+
+* ``carv-*`` and ``motion-energy``: the full-frame significance map
+  ``[t', h'', w'']`` in float16 (``2 t' h'' w''`` bytes, e.g. 784 bytes for
+  8x7x7). The sender schedules from the float16-rounded map, so both sides
+  derive the same flags. The ST-MAE itself is never needed by the receiver.
+* ``every-nth``: nothing beyond ``N`` in the header.
+* ``random-chunk``: the 32-bit seed of the phases.
+
+Payload: a fixed header (magic ``CRV1``, method, N, invert flag, frame count
+and size, grid, seed, map length), the float16 map, then the x264 stream.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvr import codecs, errors
+from jaxvr.carv import baselines, pipeline, schedule
+from jaxvr.reducers.base import Payload, Reducer, register
+
+#: x264 crf of the reduced video (near-transparent, so the reduction, not
+#: the codec, dominates the distortion).
+CRF = 18
+BUDGETS = (2, 4, 8)
+_HEADER = struct.Struct('<4sBBBIHHBBBII')
+_MAGIC = b'CRV1'
+_METHOD_CODES = {m: i for i, m in enumerate(pipeline.METHODS)}
+_SENDS_MAP = ('carv-visible', 'carv-masked', 'motion-energy')
+
+
+def _flags(method: str, num_frames: int, grid: tuple[int, int, int],
+           budget: int, invert: bool, seed: int,
+           full_map: np.ndarray | None) -> jax.Array:
+  """The schedule from what the payload carries (both sides use this)."""
+  if method in _SENDS_MAP:
+    return schedule.schedule_from_significance(
+        jnp.asarray(full_map, jnp.float32), num_frames, budget, invert=invert)
+  if method == 'every-nth':
+    return baselines.every_nth_frame_flags(num_frames, grid[1:], budget)
+  return baselines.nth_random_chunk_flags(jax.random.key(seed), num_frames,
+                                          grid[1:], budget)
+
+
+class CarvReducer(Reducer):
+  """CARV or a baseline at refresh budget ``N``, sent as x264.
+
+  Args:
+    method: one of :data:`jaxvr.carv.pipeline.METHODS`.
+    budget: ``N``, mean refresh period in frames.
+    params, config: the ST-MAE (CARV methods); default the bundled model,
+      loaded on first use.
+    n_samples, mask_ratio: of the significance estimate.
+    invert: refresh low-significance chunks more (the paper's text).
+    seed: masks (CARV) and phases (random chunk).
+    crf: x264 crf of the reduced video.
+  """
+
+  min_frames = 16
+
+  def __init__(self, method: str, budget: int, *, params=None, config=None,
+               n_samples: int = pipeline.DEFAULT_N_SAMPLES,
+               mask_ratio: float = pipeline.DEFAULT_MASK_RATIO,
+               invert: bool = False, seed: int = 0, crf: float = CRF):
+    if method not in pipeline.METHODS:
+      raise errors.ConfigError(f'method: expected one of {pipeline.METHODS}, '
+                               f'got {method!r}')
+    self.method, self.budget = method, int(budget)
+    self.params, self.config = params, config
+    self.n_samples, self.mask_ratio = int(n_samples), float(mask_ratio)
+    self.invert, self.seed, self.crf = bool(invert), int(seed), crf
+    self._extras: dict = {}
+
+  def _model(self):
+    if self.config is None:
+      self.params, self.config = pipeline.load_default_model()
+    return self.params, self.config
+
+  def _full_map(self, video: np.ndarray, geom, grid) -> np.ndarray | None:
+    """float16 full-frame map of the methods that send one."""
+    if self.method == 'motion-energy':
+      m = baselines.motion_energy(video, grid)
+      self._extras = {'significance': np.asarray(m, np.float32)}
+    elif self.method.startswith('carv-'):
+      params, config = self._model()
+      sig, geom = pipeline.significance_of(
+          video, params, config, jax.random.key(self.seed),
+          estimator=self.method.split('-', 1)[1], n_samples=self.n_samples,
+          mask_ratio=self.mask_ratio)
+      self._extras = {'significance': np.asarray(sig, np.float32)}
+      m = pipeline.full_frame_map(sig, geom)
+    else:
+      self._extras = {}
+      return None
+    return np.asarray(m, np.float16)
+
+  def encode(self, video: np.ndarray, fps: float) -> Payload:
+    """Reduces ``video`` (uint8 ``[T, H, W, 3]``) and encodes the result."""
+    video = pipeline._check_video(video)
+    t, h, w, _ = video.shape
+    config = (self._model()[1] if self.method.startswith('carv-') else
+              self.config or pipeline.SMALL_CONFIG)
+    geom = pipeline.clip_geometry(video.shape, config)
+    t_chunks = config.num_frames // config.t_patch_size
+    grid = (min(t_chunks, t), *geom.full_grid())
+    full_map = self._full_map(video, geom, grid)
+    if full_map is not None:
+      grid = full_map.shape
+    flags = _flags(self.method, t, grid, self.budget, self.invert, self.seed,
+                   full_map)
+    reduced = np.asarray(schedule.apply_refresh(video, flags))
+    self._extras['flags'] = np.asarray(flags)
+    even = np.pad(reduced, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)),
+                  mode='edge')
+    stream = codecs.encode(even, 'libx264', crf=self.crf, pix_fmt='yuv420p',
+                           fps=fps)
+    map_bytes = b'' if full_map is None else full_map.astype('<f2').tobytes()
+    header = _HEADER.pack(_MAGIC, _METHOD_CODES[self.method], self.budget,
+                          int(self.invert), t, h, w, *grid, self.seed,
+                          len(map_bytes))
+    return Payload(header + map_bytes + stream, {
+        'method': self.method, 'budget': self.budget, 'crf': self.crf,
+        'map_bytes': len(map_bytes), 'video_bytes': len(stream),
+        'refresh_fraction': float(np.mean(np.asarray(flags)))})
+
+  def decode(self, payload: Payload) -> np.ndarray:
+    """Decodes the x264 stream and re-applies the hold of the schedule."""
+    data = payload.data
+    if len(data) < _HEADER.size or data[:4] != _MAGIC:
+      raise errors.CodecError('payload: expected a CARV payload starting '
+                              f'with {_MAGIC!r}')
+    (_, code, budget, invert, t, h, w, gt, gh, gw, seed,
+     n_map) = _HEADER.unpack(data[:_HEADER.size])
+    method = pipeline.METHODS[code]
+    pos = _HEADER.size
+    full_map = None
+    if n_map:
+      full_map = np.frombuffer(data[pos:pos + n_map], '<f2').reshape(gt, gh, gw)
+    decoded = codecs.decode(data[pos + n_map:])[:t, :h, :w]
+    if decoded.shape[0] != t:
+      raise errors.CodecError(f'payload: expected {t} frames, decoded '
+                              f'{decoded.shape[0]}')
+    flags = _flags(method, t, (gt, gh, gw), budget, bool(invert), seed,
+                   full_map)
+    return np.asarray(schedule.apply_refresh(decoded, flags))
+
+  def extras(self) -> dict:
+    """``significance`` (the estimated map; crop grid for CARV) and ``flags``
+    of the last encode."""
+    return dict(self._extras)
+
+
+def _register() -> None:
+  for n in BUDGETS:
+    for method in pipeline.METHODS:
+      register(f'{method}-n{n}', functools.partial(CarvReducer, method, n))
+
+
+_register()
