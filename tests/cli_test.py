@@ -69,3 +69,16 @@ def test_sparsegan_random_mask_encode(tmp_path, capsys):
                    '--frames', '4', '--size', '32', '--random-density', '0.1']) == 0
   kept = float(capsys.readouterr().out.split('; ')[-1].split('%')[0])
   assert abs(kept - 10.0) < 0.1  # exact count per frame: round(0.1 * 32 * 32)
+
+
+def test_carv_command_with_bundled_model(tmp_path, capsys):
+  import numpy as np
+
+  from jaxvr import video
+  assert cli.main(['carv', str(sample_clip_path()), '--out', str(tmp_path),
+                   '--frames', '16', '--samples', '8', '--budget', '4']) == 0
+  reduced = video.read_video(tmp_path / 'reduced.mp4')
+  assert reduced.shape == (16, 144, 176, 3)
+  sig = np.load(tmp_path / 'significance.npy')
+  assert sig.ndim == 3 and np.isfinite(sig).all()
+  assert (tmp_path / 'heatmap.png').stat().st_size > 1000
