@@ -1,6 +1,5 @@
 """CARV pipeline: model clip, full-frame grid, reductions, files, figures."""
 
-import json
 
 import jax
 import numpy as np
@@ -19,17 +18,6 @@ from jaxvr.video.tubes import chunk_bounds
 N_SAMPLES = 16
 RATIO = 0.75
 PNG = b'\x89PNG'
-
-
-@pytest.fixture(scope='session')
-def parity_model(fixtures_dir):
-  """The official-converted parity model: 8x32x32 clips, 8 px patches."""
-  d = np.load(fixtures_dir / 'stmae_parity_a.npz')
-  meta = json.loads((fixtures_dir / 'stmae_parity_a.json').read_text())
-  config = stmae.STMAEConfig(**meta['model_kwargs'],
-                             layernorm_eps=meta['layernorm_eps'])
-  sd = {k[len('param/'):]: d[k] for k in d.files if k.startswith('param/')}
-  return stmae.convert_state_dict(sd, config), config
 
 
 @pytest.fixture(scope='session')

@@ -1,12 +1,10 @@
 """CARV reducers: registry, payload layout, decode re-applies the schedule."""
 
-import json
 import struct
 
 import numpy as np
 import pytest
 
-import jaxvr.stmae as stmae
 from jaxvr import reducers
 from jaxvr.assets import sample_clip_path
 from jaxvr.carv import pipeline, schedule
@@ -16,16 +14,6 @@ from jaxvr.video import io as video_io
 from jaxvr.video.tubes import chunk_bounds
 
 KW = {'n_samples': 16, 'mask_ratio': 0.75}
-
-
-@pytest.fixture(scope='session')
-def parity_model(fixtures_dir):
-  d = np.load(fixtures_dir / 'stmae_parity_a.npz')
-  meta = json.loads((fixtures_dir / 'stmae_parity_a.json').read_text())
-  config = stmae.STMAEConfig(**meta['model_kwargs'],
-                             layernorm_eps=meta['layernorm_eps'])
-  sd = {k[len('param/'):]: d[k] for k in d.files if k.startswith('param/')}
-  return stmae.convert_state_dict(sd, config), config
 
 
 @pytest.fixture(scope='session')

@@ -1,6 +1,5 @@
 """CARV chunk significance: against per-sample forwards, batch/device invariance."""
 
-import json
 
 import jax
 import numpy as np
@@ -16,14 +15,9 @@ RATIO = 0.75
 
 
 @pytest.fixture(scope='session')
-def model(fixtures_dir):
-  d = np.load(fixtures_dir / 'stmae_parity_a.npz')
-  meta = json.loads((fixtures_dir / 'stmae_parity_a.json').read_text())
-  config = stmae.STMAEConfig(**meta['model_kwargs'],
-                             layernorm_eps=meta['layernorm_eps'])
-  sd = {k[len('param/'):]: d[k] for k in d.files if k.startswith('param/')}
-  params = stmae.convert_state_dict(sd, config)
-  video = d['input'][0].transpose(1, 2, 3, 0)  # C,T,H,W -> T,H,W,C
+def model(parity_model, parity_arrays):
+  params, config = parity_model
+  video = parity_arrays['input'][0].transpose(1, 2, 3, 0)  # C,T,H,W -> T,H,W,C
   return config, params, video
 
 

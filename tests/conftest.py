@@ -1,5 +1,6 @@
 """Test setup: 8 virtual CPU devices, shared paths and small real data."""
 
+import json
 import os
 import pathlib
 
@@ -9,6 +10,7 @@ import jax  # noqa: E402
 
 jax.config.update('jax_num_cpu_devices', 8)
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
@@ -17,3 +19,30 @@ FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 @pytest.fixture(scope='session')
 def fixtures_dir() -> pathlib.Path:
   return FIXTURES
+
+
+@pytest.fixture(scope='session')
+def parity_arrays(fixtures_dir) -> dict:
+  """Every array of the official ST-MAE parity fixture."""
+  with np.load(fixtures_dir / 'stmae_parity_a.npz') as z:
+    return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope='session')
+def parity_model(fixtures_dir, parity_arrays):
+  """The parity fixture's official model converted to Flax: (params, config)."""
+  from jaxvr import stmae
+
+  meta = json.loads((fixtures_dir / 'stmae_parity_a.json').read_text())
+  config = stmae.STMAEConfig(**meta['model_kwargs'],
+                             layernorm_eps=meta['layernorm_eps'])
+  sd = {k[len('param/'):]: v for k, v in parity_arrays.items()
+        if k.startswith('param/')}
+  return stmae.convert_state_dict(sd, config), config
+
+
+@pytest.fixture(scope='session')
+def metrics_ref(fixtures_dir) -> dict:
+  """Every array of the metric reference fixture (skvideo, MATLAB, skimage)."""
+  with np.load(fixtures_dir / 'metrics_ref_a.npz') as z:
+    return {k: z[k] for k in z.files}

@@ -11,9 +11,8 @@ CASES = ('codec', 'blurnoise')
 
 
 @pytest.fixture(scope='module')
-def ref_data(fixtures_dir):
-  with np.load(fixtures_dir / 'metrics_ref_a.npz') as z:
-    return {k: z[k] for k in z.files}
+def ref_data(metrics_ref):
+  return metrics_ref
 
 
 @pytest.mark.parametrize('case', CASES)

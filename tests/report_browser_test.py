@@ -6,7 +6,6 @@ extra); skipped with a message when the browser is not installed.
 
 import shutil
 
-import numpy as np
 import pytest
 
 from jaxvr import compare

@@ -15,14 +15,12 @@ TOL = dict(atol=1e-4, rtol=1e-4)
 
 
 @pytest.fixture(scope='session')
-def ref(fixtures_dir):
-  d = np.load(fixtures_dir / 'stmae_parity_a.npz')
+def ref(fixtures_dir, parity_model, parity_arrays):
   meta = json.loads((fixtures_dir / 'stmae_parity_a.json').read_text())
-  config = stmae.STMAEConfig(**meta['model_kwargs'],
-                             layernorm_eps=meta['layernorm_eps'])
-  sd = {k[len('param/'):]: d[k] for k in d.files if k.startswith('param/')}
-  params = stmae.convert_state_dict(sd, config)
-  arrays = {k: d[k] for k in d.files if not k.startswith('param/')}
+  params, config = parity_model
+  sd = {k[len('param/'):]: v for k, v in parity_arrays.items()
+        if k.startswith('param/')}
+  arrays = {k: v for k, v in parity_arrays.items() if not k.startswith('param/')}
   video = arrays['input'].transpose(0, 2, 3, 4, 1)
   out = stmae.forward(params, config, video, noise=arrays['noise'],
                       mask_ratio=meta['mask_ratio'])
