@@ -10,44 +10,39 @@ from jaxvr import errors, metrics
 CASES = ('codec', 'blurnoise')
 
 
-@pytest.fixture(scope='module')
-def ref_data(metrics_ref):
-  return metrics_ref
-
-
 @pytest.mark.parametrize('case', CASES)
-def test_float64_matches_fixture(ref_data, case):
-  r, d = ref_data[f'{case}__ref'], ref_data[f'{case}__dis']
+def test_float64_matches_fixture(metrics_ref, case):
+  r, d = metrics_ref[f'{case}__ref'], metrics_ref[f'{case}__dis']
   per_frame, maps = metrics.ssim(r, d, return_map=True, dtype=jnp.float64)
   t, h, w = r.shape
   assert per_frame.dtype == jnp.float64 and maps.shape == (t, h - 10, w - 10)
-  np.testing.assert_allclose(per_frame, ref_data[f'{case}__ssim_per_frame'],
+  np.testing.assert_allclose(per_frame, metrics_ref[f'{case}__ssim_per_frame'],
                              rtol=0, atol=1e-9)
-  np.testing.assert_allclose(maps[0], ref_data[f'{case}__ssim_map_frame0'],
+  np.testing.assert_allclose(maps[0], metrics_ref[f'{case}__ssim_map_frame0'],
                              rtol=0, atol=1e-9)
   assert float(metrics.ssim_clip(r, d, dtype=jnp.float64)) == pytest.approx(
-      ref_data[f'{case}__ssim_clip_mean'], abs=1e-9)
+      metrics_ref[f'{case}__ssim_clip_mean'], abs=1e-9)
   assert not jax.config.jax_enable_x64
 
 
 @pytest.mark.parametrize('case', CASES)
-def test_float32_matches_fixture(ref_data, case):
-  r, d = ref_data[f'{case}__ref'], ref_data[f'{case}__dis']
+def test_float32_matches_fixture(metrics_ref, case):
+  r, d = metrics_ref[f'{case}__ref'], metrics_ref[f'{case}__dis']
   per_frame, maps = metrics.ssim(r, d, return_map=True)
   assert per_frame.dtype == jnp.float32
-  np.testing.assert_allclose(per_frame, ref_data[f'{case}__ssim_per_frame'],
+  np.testing.assert_allclose(per_frame, metrics_ref[f'{case}__ssim_per_frame'],
                              rtol=0, atol=1e-5)
-  np.testing.assert_allclose(maps[0], ref_data[f'{case}__ssim_map_frame0'],
+  np.testing.assert_allclose(maps[0], metrics_ref[f'{case}__ssim_map_frame0'],
                              rtol=0, atol=5e-4)
   assert float(metrics.ssim_clip(r, d)) == pytest.approx(
-      ref_data[f'{case}__ssim_clip_mean'], abs=1e-5)
+      metrics_ref[f'{case}__ssim_clip_mean'], abs=1e-5)
 
 
-def test_matches_scikit_image_on_other_data(ref_data):
+def test_matches_scikit_image_on_other_data(metrics_ref):
   skm = pytest.importorskip('skimage.metrics')
   # A different pair than the fixture values: swapped roles, shifted frames.
-  r = ref_data['blurnoise__dis'][1:4].astype(np.float64)
-  d = ref_data['blurnoise__ref'][:3].astype(np.float64)
+  r = metrics_ref['blurnoise__dis'][1:4].astype(np.float64)
+  d = metrics_ref['blurnoise__ref'][:3].astype(np.float64)
   want = [skm.structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
                                     use_sample_covariance=False, data_range=255)
           for a, b in zip(r, d, strict=True)]
@@ -55,8 +50,8 @@ def test_matches_scikit_image_on_other_data(ref_data):
                              rtol=0, atol=1e-9)
 
 
-def test_properties(ref_data):
-  r, d = ref_data['blurnoise__ref'], ref_data['blurnoise__dis']
+def test_properties(metrics_ref):
+  r, d = metrics_ref['blurnoise__ref'], metrics_ref['blurnoise__dis']
   same = np.asarray(metrics.ssim(r, r))
   assert np.all(same == 1.0)
   np.testing.assert_allclose(metrics.ssim(r, d), metrics.ssim(d, r), atol=1e-6)
@@ -65,11 +60,11 @@ def test_properties(ref_data):
   assert np.all(np.asarray(metrics.ssim(r, noisy)) < np.asarray(metrics.ssim(r, d)))
 
 
-def test_jittable(ref_data):
-  r = jnp.asarray(ref_data['blurnoise__ref'])
-  d = jnp.asarray(ref_data['blurnoise__dis'])
+def test_jittable(metrics_ref):
+  r = jnp.asarray(metrics_ref['blurnoise__ref'])
+  d = jnp.asarray(metrics_ref['blurnoise__dis'])
   got = jax.jit(metrics.ssim)(r, d)
-  np.testing.assert_allclose(got, ref_data['blurnoise__ssim_per_frame'], atol=1e-5)
+  np.testing.assert_allclose(got, metrics_ref['blurnoise__ssim_per_frame'], atol=1e-5)
 
 
 def test_bad_input():
