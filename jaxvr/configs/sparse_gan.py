@@ -57,6 +57,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 50
   c.eval_every = 5_000
   c.preset = 'paper'
+  c.n_devices = ml_collections.FieldReference(None, field_type=int)  # None: all
+  c.fast_compile = False   # XLA backend optimisation level 0 (short CPU runs)
 
   c.model = ml_collections.ConfigDict()
   c.model.mask_mode = 'learned'      # 'learned' | 'random' (No Mask Gen)
@@ -81,7 +83,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   _apply_preset(c, 'robust' if 'robust' in opts else 'paper')
 
   c.data = ml_collections.ConfigDict()
+  c.data.source = 'videos'           # 'videos' (clips_dir) or 'synthetic'
   c.data.clips_dir = ''              # folder of videos (UCF-101 class)
+  c.data.preload_short_side = -1     # -1: the frame size; 0: decode per clip
+  c.data.num_workers = 0
   c.data.batch_size = 2
   c.data.num_frames = 20
   c.data.frame_size = 128

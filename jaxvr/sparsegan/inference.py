@@ -1,0 +1,326 @@
+"""Encoding and decoding videos with trained sparse-pixel GAN weights.
+
+Nittala, Tumarada, Churiwala, "Relevance of Sparse pixel representations to
+Lossy Video Compression". The encoder runs the mask generator ``G_M`` on the
+video and binarises its confidences with the same rounding as in training
+(``floor(c + 0.5)``); the payload (:mod:`jaxvr.sparsegan.payload`) holds the
+binary mask and the exact colours of the kept pixels. The decoder runs the
+inpainting generator ``G_I`` on the kept pixels and copies them into its
+output, so kept pixels come back exactly.
+
+Videos of any size are processed in tiles of the model's frame size ``S``
+(the size it was trained at) and time windows of its clip length ``T``:
+every frame is padded at the bottom/right (edge replication for the
+encoder, empty mask for the decoder) to a multiple of ``S``, cut into
+``S x S`` tiles, the frames are cut into windows of ``T`` (the last one
+padded by repeating its final frame), and every (tile, window) clip is run
+with a fresh ConvGRU state, as in training. Clips go through one jitted
+function in fixed-size batches, so a video compiles once per model. Content
+is kept at its native scale: for a model trained on downscaled frames, feed
+it videos downscaled the same way for matching statistics.
+
+Both sides draw their noise (``r`` for ``G_M``, the hole noise ``z`` for
+``G_I``) from a fixed seed, so encoding and decoding are deterministic; the
+mask noise never has to be sent because the mask itself is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxvr import errors
+from jaxvr.sparsegan import payload as payload_lib
+from jaxvr.sparsegan import train_step as ts
+from jaxvr.sparsegan.binarize import random_mask, straight_through_round
+
+DEFAULT_WEIGHTS = 'sparsegan_small'
+_CHUNK = 8   # clips per jitted call
+
+
+def default_weights_dir() -> pathlib.Path:
+  """Folder of the bundled weights (``jaxvr/assets/sparsegan_small``)."""
+  from jaxvr.assets import ASSETS
+  return ASSETS / DEFAULT_WEIGHTS
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SparseGan:
+  """Trained generators and what they need to run.
+
+  Attributes:
+    params: ``{'frame': ...}`` plus ``{'mask': ...}`` for the full model.
+    config: the training config (``model``, ``data`` sections are read).
+    models: the Flax modules built from it.
+  """
+  params: Any
+  config: ml_collections.ConfigDict
+  models: ts.Models
+
+  @property
+  def frame_size(self) -> int:
+    """Tile side ``S`` (the training frame size)."""
+    return int(self.config.data.frame_size)
+
+  @property
+  def num_frames(self) -> int:
+    """Window length ``T`` (the training clip length)."""
+    return int(self.config.data.num_frames)
+
+  @property
+  def density(self) -> float:
+    """The target (or, for No-Mask-Gen weights, random-mask) density."""
+    return float(self.config.model.density)
+
+  @property
+  def has_mask_generator(self) -> bool:
+    return self.models.mask is not None and 'mask' in self.params
+
+  @functools.cached_property
+  def _mask_fn(self):
+    mask_gen = self.models.mask
+
+    def fn(params, frames, key):
+      r = jax.random.uniform(key, frames.shape[:-1] + (1,), jnp.float32)
+      c = mask_gen.apply({'params': params}, frames, r)
+      return straight_through_round(c) > 0.5
+    return jax.jit(fn)
+
+  @functools.cached_property
+  def _frame_fn(self):
+    frame_gen = self.models.frame
+
+    def fn(params, known, mask, key):
+      z = ts.HOLE_NOISE_STD * jax.random.normal(key, known.shape, jnp.float32)
+      _, decoded = frame_gen.apply({'params': params}, known, mask, z)
+      return decoded
+    return jax.jit(fn)
+
+
+def load(directory: str | os.PathLike | None = None) -> SparseGan:
+  """Loads weights written by ``train.sparse_gan --export`` (or the default).
+
+  Args:
+    directory: a weights folder; None loads the bundled default weights.
+
+  Returns:
+    The ``SparseGan``.
+
+  Raises:
+    CheckpointError: if the folder is missing or holds no parameters.
+  """
+  from jaxvr.training import checkpoint
+  path = pathlib.Path(directory) if directory else default_weights_dir()
+  if not path.is_dir():
+    raise errors.CheckpointError(
+        f'sparse GAN weights {path}: no such folder; train weights with '
+        '`python -m train.sparse_gan ... --export DIR`')
+  params, cfg = checkpoint.load_params(path)
+  if 'model' not in cfg or 'data' not in cfg or 'frame' not in params:
+    raise errors.CheckpointError(
+        f'sparse GAN weights {path}: expected frame-generator parameters and '
+        f'a trainer config with model and data sections')
+  config = ml_collections.ConfigDict(cfg)
+  return SparseGan(params, config, ts.build_models(config))
+
+
+@functools.lru_cache(maxsize=2)
+def _default() -> SparseGan:
+  return load(None)
+
+
+def _weights(weights: SparseGan | str | os.PathLike | None) -> SparseGan:
+  if weights is None:
+    return _default()
+  if isinstance(weights, SparseGan):
+    return weights
+  return load(weights)
+
+
+def _check_video(name: str, video: np.ndarray) -> np.ndarray:
+  video = np.asarray(video)
+  if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+    raise errors.ShapeError(f'{name}: expected uint8 [T, H, W, 3], got '
+                            f'{video.dtype} {video.shape}')
+  if min(video.shape[:3]) < 1:
+    raise errors.ShapeError(f'{name}: expected a non-empty video, got shape '
+                            f'{video.shape}')
+  return video
+
+
+def _to_clips(x: np.ndarray, size: int, length: int, mode: str) -> np.ndarray:
+  """``[T, H, W, C]`` -> ``[N, length, size, size, C]`` (tiles x windows)."""
+  t, h, w, _ = x.shape
+  ph, pw = -h % size, -w % size
+  pt = -t % length
+  x = np.pad(x, ((0, pt), (0, ph), (0, pw), (0, 0)),
+             mode='edge' if mode == 'edge' else 'constant')
+  if pt and mode != 'edge':   # windows are padded by repeating a frame
+    x[t:] = x[t - 1]
+  tt, hh, ww, c = x.shape
+  x = x.reshape(tt // length, length, hh // size, size, ww // size, size, c)
+  return x.transpose(0, 2, 4, 1, 3, 5, 6).reshape(-1, length, size, size, c)
+
+
+def _from_clips(clips: np.ndarray, shape: tuple[int, ...], size: int,
+                length: int) -> np.ndarray:
+  """Inverse of ``_to_clips``, cropped back to ``shape`` ``(T, H, W)``."""
+  t, h, w = shape[:3]
+  nt, nh, nw = -(-t // length), -(-h // size), -(-w // size)
+  c = clips.shape[-1]
+  x = clips.reshape(nt, nh, nw, length, size, size, c)
+  x = x.transpose(0, 3, 1, 4, 2, 5, 6).reshape(nt * length, nh * size,
+                                               nw * size, c)
+  return x[:t, :h, :w]
+
+
+def _run_chunks(fn, arrays: list[np.ndarray], key: jax.Array) -> np.ndarray:
+  """Applies ``fn(*chunk, key_i)`` to fixed-size chunks of the clip axis."""
+  n = arrays[0].shape[0]
+  outs = []
+  for i, start in enumerate(range(0, n, _CHUNK)):
+    parts = [a[start:start + _CHUNK] for a in arrays]
+    m = parts[0].shape[0]
+    if m < _CHUNK:
+      parts = [np.concatenate([p, np.repeat(p[-1:], _CHUNK - m, 0)])
+               for p in parts]
+    out = fn(*parts, jax.random.fold_in(key, i))
+    outs.append(np.asarray(out)[:m])
+  return np.concatenate(outs)
+
+
+def predict_mask(video: np.ndarray, weights: SparseGan | None = None, *,
+                 seed: int = 0) -> np.ndarray:
+  """The learned binary mask of a video.
+
+  Args:
+    video: uint8 ``[T, H, W, 3]``.
+    weights: a ``SparseGan`` (or weights folder); None = default weights.
+    seed: seed of the mask noise ``r``.
+
+  Returns:
+    bool ``[T, H, W]``.
+
+  Raises:
+    ConfigError: if the weights have no mask generator (No-Mask-Gen
+      weights).
+  """
+  w = _weights(weights)
+  video = _check_video('video', video)
+  if not w.has_mask_generator:
+    raise errors.ConfigError('weights: these are No-Mask-Gen (random-mask) '
+                             'weights without a mask generator; use '
+                             'random_video_mask')
+  clips = _to_clips(video, w.frame_size, w.num_frames, 'edge')
+  frames = clips.astype(np.float32) / 255.0
+  fn = functools.partial(w._mask_fn, w.params['mask'])
+  masks = _run_chunks(fn, [frames], jax.random.key(seed))
+  return _from_clips(masks, video.shape, w.frame_size, w.num_frames)[..., 0]
+
+
+def random_video_mask(shape: tuple[int, int, int], density: float, *,
+                      seed: int = 0) -> np.ndarray:
+  """Exact-count uniformly random mask: ``round(density * H * W)`` per frame.
+
+  Args:
+    shape: ``(T, H, W)``.
+    density: kept fraction in (0, 1].
+    seed: sampling seed.
+
+  Returns:
+    bool ``[T, H, W]``.
+  """
+  if len(shape) != 3 or min(shape) < 1:
+    raise errors.ShapeError(f'shape: expected (T, H, W) with positive sizes, '
+                            f'got {shape}')
+  t, h, w = (int(s) for s in shape)
+  m = random_mask(jax.random.key(seed), (1, t, h, w, 1), float(density))
+  return np.asarray(m)[0, ..., 0] > 0.5
+
+
+def inpaint(sparse: np.ndarray, mask: np.ndarray,
+            weights: SparseGan | None = None, *, seed: int = 0) -> np.ndarray:
+  """Restores a video from its kept pixels with the inpainting generator.
+
+  Args:
+    sparse: uint8 ``[T, H, W, 3]``, the kept pixels (others are ignored).
+    mask: ``[T, H, W]``, True where a pixel was kept.
+    weights: a ``SparseGan`` (or weights folder); None = default weights.
+    seed: seed of the hole noise ``z``.
+
+  Returns:
+    uint8 ``[T, H, W, 3]``; kept pixels equal ``sparse`` exactly.
+  """
+  w = _weights(weights)
+  sparse = _check_video('sparse', sparse)
+  mask = np.asarray(mask).astype(bool)
+  if mask.shape != sparse.shape[:3]:
+    raise errors.ShapeError(f'mask: expected shape {sparse.shape[:3]} like '
+                            f'the video, got {mask.shape}')
+  known = np.where(mask[..., None], sparse, 0).astype(np.float32) / 255.0
+  clips = _to_clips(known, w.frame_size, w.num_frames, 'zero')
+  mclips = _to_clips(mask[..., None].astype(np.float32), w.frame_size,
+                     w.num_frames, 'zero')
+  fn = functools.partial(w._frame_fn, w.params['frame'])
+  out = _run_chunks(fn, [clips, mclips], jax.random.key(seed))
+  out = _from_clips(out, sparse.shape, w.frame_size, w.num_frames)
+  out = np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+  return np.where(mask[..., None], sparse, out)
+
+
+def encode(video: np.ndarray, weights: SparseGan | None = None, *,
+           fps: float = 24.0, seed: int = 0,
+           mask: np.ndarray | None = None
+           ) -> payload_lib.SparsePixelPayload:
+  """Encodes a video as a sparse-pixel payload with the learned mask.
+
+  Args:
+    video: uint8 ``[T, H, W, 3]``.
+    weights: a ``SparseGan`` (or weights folder); None = default weights.
+    fps: frame rate stored in the payload.
+    seed: seed of the mask noise.
+    mask: use this ``[T, H, W]`` mask instead of the mask generator (random
+      masks, ablations).
+
+  Returns:
+    The payload; ``payload.size`` is its byte count.
+  """
+  video = _check_video('video', video)
+  if mask is None:
+    mask = predict_mask(video, weights, seed=seed)
+  return payload_lib.encode(video, mask, fps=fps)
+
+
+def encode_random(video: np.ndarray, density: float, *, fps: float = 24.0,
+                  seed: int = 0) -> payload_lib.SparsePixelPayload:
+  """Encodes a video with an exact-count random mask of ``density``."""
+  video = _check_video('video', video)
+  return payload_lib.encode(
+      video, random_video_mask(video.shape[:3], density, seed=seed), fps=fps)
+
+
+def decode(payload: payload_lib.SparsePixelPayload | bytes,
+           weights: SparseGan | None = None, *, seed: int = 0) -> np.ndarray:
+  """Decodes a payload: the inpainting generator restores the frames.
+
+  Args:
+    payload: a ``SparsePixelPayload`` or its bytes.
+    weights: a ``SparseGan`` (or weights folder); None = default weights.
+    seed: seed of the hole noise (the encoder does not need it).
+
+  Returns:
+    uint8 ``[T, H, W, 3]``.
+  """
+  sparse, mask = payload_lib.decode(payload)
+  if sparse.shape[-1] != 3:
+    raise errors.ShapeError(f'payload: expected 3 colour channels, got '
+                            f'{sparse.shape[-1]}')
+  return inpaint(sparse, mask, weights, seed=seed)

@@ -1,0 +1,280 @@
+"""Training of the sparse-pixel video GAN and its No-Mask-Gen baselines.
+
+Nittala, Tumarada, Churiwala, "Relevance of Sparse pixel representations to
+Lossy Video Compression" (after Peter's MG+WGAN and Vasata et al.'s WGAIN).
+The full model (learned masks) and the "No Mask Gen" 5 % / 10 % baselines
+(exact-count random masks) come from the same entry point; the config lives
+in ``jaxvr/configs/sparse_gan.py`` and the jitted step in
+:mod:`jaxvr.sparsegan.train_step`.
+
+Clips come from a folder of videos: every video is decoded once with its
+short side shrunk to the frame size, then each sample takes a random start
+frame, the centred largest square and a random horizontal flip (the spec's
+"centre-crop 240x240, resize to 128" for 320x240 UCF-101 videos).
+
+Data parallel over the devices of a ``jaxvr.training.sharding`` mesh; the
+state is replicated and donated, the batch sharded. Checkpoints, JSONL logs
+(achieved density, PSNR and losses per logged window), the NaN guard, SIGTERM
+saves and exact resume come from :mod:`jaxvr.training.loop`; in addition
+``<workdir>/density.jsonl`` records the achieved density of every single
+step (mean, min, max over the batch's frames).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxvr.errors import ConfigError
+from jaxvr.sparsegan import train_step as ts
+from jaxvr.training import data as data_lib
+from jaxvr.training import loop
+from jaxvr.training import sharding as shard_lib
+
+DENSITY_FILE = 'density.jsonl'
+
+# Fields the shared loop and the data pipeline need that the model config
+# does not carry; ``trainer_config`` adds them when they are missing.
+_TRAINER_DEFAULTS = {
+    'n_devices': None,            # None = every device
+    'fast_compile': False,        # XLA backend optimisation level 0 (CPU)
+    'data.source': 'videos',      # 'videos' (clips_dir) or 'synthetic'
+    'data.preload_short_side': -1,  # -1 = the frame size; 0 = no preload
+    'data.num_workers': 0,
+}
+
+
+def trainer_config(config: ml_collections.ConfigDict
+                   ) -> ml_collections.ConfigDict:
+  """An unlocked copy of ``config`` with the fields the shared loop reads.
+
+  Adds ``ckpt_every`` / ``keep_ckpts`` (from ``config.ckpt.every`` /
+  ``config.ckpt.keep``) and the defaults of ``n_devices``, ``fast_compile``
+  (compile the step with XLA's backend optimisation level 0: faster to
+  compile on CPU, slower to run; for short runs), ``data.source``,
+  ``data.preload_short_side`` and ``data.num_workers`` when absent.
+
+  Args:
+    config: from ``jaxvr/configs/sparse_gan.py`` (possibly locked).
+
+  Returns:
+    A new ConfigDict; ``config`` is not modified.
+  """
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.ckpt_every = int(c.ckpt.every)
+  c.keep_ckpts = int(c.ckpt.keep)
+  for dotted, value in _TRAINER_DEFAULTS.items():
+    *parents, name = dotted.split('.')
+    node = c
+    for p in parents:
+      node = node[p]
+    if name not in node:
+      if value is None:
+        node[name] = ml_collections.FieldReference(None, field_type=int)
+      else:
+        node[name] = value
+  return c
+
+
+def make_data(config: ml_collections.ConfigDict) -> data_lib.IndexedClips:
+  """The clip iterator of ``config.data``: uint8 ``[B, T, S, S, 3]`` batches.
+
+  Raises:
+    ConfigError: for an unknown source or a missing ``clips_dir``.
+  """
+  d = config.data
+  size = (int(d.frame_size), int(d.frame_size))
+  if d.source == 'synthetic':
+    return data_lib.SyntheticClips(int(d.num_frames), size,
+                                   batch_size=int(d.batch_size),
+                                   seed=int(config.seed))
+  if d.source != 'videos':
+    raise ConfigError(f"config.data.source: expected 'videos' or "
+                      f"'synthetic', got {d.source!r}")
+  if not d.clips_dir:
+    raise ConfigError('config.data.clips_dir: expected a folder of videos '
+                      '(or set config.data.source=synthetic)')
+  preload = int(d.preload_short_side)
+  if preload < 0:
+    preload = int(d.frame_size)
+  return data_lib.VideoClips(
+      d.clips_dir, int(d.num_frames), size, batch_size=int(d.batch_size),
+      seed=int(config.seed), crop='center', flip=bool(d.flip),
+      preload_short_side=preload or None, num_workers=int(d.num_workers))
+
+
+class DensityTrace:
+  """Step callback writing each step's achieved density to JSONL.
+
+  The per-step scalars stay on device and are pulled every ``every`` steps
+  (and on :meth:`flush`). On construction, records past ``start_step`` (left
+  by a run that stopped before saving) are dropped, so a resumed run's file
+  equals an uninterrupted one's.
+
+  Args:
+    path: the JSONL file.
+    start_step: the step the run starts (or resumes) from.
+    every: how often to write.
+    write: False on non-main processes.
+  """
+
+  def __init__(self, path: str | os.PathLike, start_step: int, every: int,
+               write: bool = True):
+    self.path = pathlib.Path(path)
+    self.every = max(1, int(every))
+    self.write = write
+    self._pending: list[tuple[int, dict]] = []
+    if write and self.path.exists():
+      kept = [ln for ln in self.path.read_text().splitlines()
+              if ln.strip() and _step_of(ln) is not None
+              and _step_of(ln) <= start_step]
+      tmp = self.path.with_name(self.path.name + '.tmp')
+      tmp.write_text(''.join(ln + '\n' for ln in kept))
+      os.replace(tmp, self.path)
+
+  def __call__(self, step: int, state: Any, metrics: dict) -> None:
+    del state
+    self._pending.append((step, {k: metrics[k] for k in (
+        'density', 'density_min', 'density_max', 'zero_frames')}))
+    if step % self.every == 0:
+      self.flush()
+
+  def flush(self) -> None:
+    """Writes the pending records."""
+    if not self._pending:
+      return
+    steps = [s for s, _ in self._pending]
+    values = jax.device_get([m for _, m in self._pending])
+    self._pending = []
+    if not self.write:
+      return
+    with open(self.path, 'a') as f:
+      for step, m in zip(steps, values, strict=True):
+        rec = {'step': step, **{k: float(v) for k, v in m.items()}}
+        f.write(json.dumps(rec) + '\n')
+
+
+def _step_of(line: str) -> int | None:
+  try:
+    return int(json.loads(line)['step'])
+  except (ValueError, KeyError, TypeError):
+    return None
+
+
+def read_density(workdir: str | os.PathLike) -> list[dict]:
+  """The per-step records of ``<workdir>/density.jsonl``, in order."""
+  path = pathlib.Path(workdir) / DENSITY_FILE
+  if not path.exists():
+    return []
+  return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def _check(config: ml_collections.ConfigDict, mesh) -> None:
+  d = config.data
+  if d.batch_size % mesh.size:
+    raise ConfigError(
+        f'config.data.batch_size: expected a multiple of the {mesh.size} '
+        f'devices, got {d.batch_size}')
+  if config.model.spatial_padding == 'VALID' and d.frame_size < 125:
+    raise ConfigError(
+        f'config.model.spatial_padding: VALID needs frames of at least 125 '
+        f"px, got data.frame_size={d.frame_size}; use 'SAME'")
+  if not 0.0 < float(config.model.density) < 1.0:
+    raise ConfigError(f'config.model.density: expected a fraction in (0, 1), '
+                      f'got {config.model.density}')
+
+
+def _step_key(config: ml_collections.ConfigDict) -> str:
+  """The config fields the models, init and step depend on, as a key."""
+  return json.dumps({'fast_compile': bool(config.fast_compile),
+                     'model': config.model.to_dict(),
+                     'loss': config.loss.to_dict(),
+                     'optim': config.optim.to_dict(),
+                     'frame_size': int(config.data.frame_size)},
+                    sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled(key: str, mesh):
+  """Models, jitted init and jitted step; equal settings share them.
+
+  Repeated runs in one process (resume, baselines, tests) then compile once.
+  """
+  config = ml_collections.ConfigDict(json.loads(key))
+  config.data = ml_collections.ConfigDict({'frame_size': config.frame_size})
+  models = ts.build_models(config)
+  opts = ts.fast_compile_options() if config.fast_compile else None
+  return (models, ts.make_init(config, mesh, models),
+          ts.make_train_step(config, mesh, models, compiler_options=opts))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+        callbacks: Any = ()) -> loop.LoopResult:
+  """Trains (or resumes) a sparse-pixel GAN in ``workdir``.
+
+  Resumes from the latest checkpoint in ``<workdir>/ckpt`` when there is one;
+  writes ``metrics.jsonl``, ``density.jsonl`` and ``config.json`` there.
+
+  Args:
+    config: from ``jaxvr/configs/sparse_gan.py`` (``trainer_config`` is
+      applied here).
+    workdir: run folder.
+    callbacks: extra ``fn(step, state, metrics)`` called after every step.
+
+  Returns:
+    The loop result; ``result.state`` is a ``GanState`` whose
+    ``gen.params`` are ``{'mask': ..., 'frame': ...}`` (no ``'mask'`` for the
+    random-mask baselines).
+  """
+  config = trainer_config(config)
+  mesh = shard_lib.make_mesh(config.n_devices)
+  _check(config, mesh)
+  if shard_lib.is_main_process():
+    logging.info('sparse GAN config:\n%s', config)
+  models, init, step_fn = _compiled(_step_key(config), mesh)
+  key = jax.random.key(int(config.seed))
+  data = make_data(config)
+  with loop.open_checkpointer(workdir, config) as ckpt:
+    abstract = jax.eval_shape(
+        lambda k: ts.init_state(config, k, models), key)
+    state, start = loop.restore_or_init(
+        ckpt, lambda: init(key), shard_lib.replicated(mesh), data,
+        abstract_state=abstract)
+    trace = DensityTrace(pathlib.Path(workdir) / DENSITY_FILE, start,
+                         config.log_every, shard_lib.is_main_process())
+    try:
+      result = loop.train_loop(
+          state, step_fn, data, config, workdir, mesh=mesh,
+          checkpointer=ckpt, start_step=start,
+          callbacks=(trace, *callbacks), desc='sparse_gan')
+    finally:
+      trace.flush()
+  return result
+
+
+def export_params(directory: str | os.PathLike, result: loop.LoopResult,
+                  config: ml_collections.ConfigDict) -> pathlib.Path:
+  """Writes the generator parameters and the config as a weights folder.
+
+  ``jaxvr.sparsegan.inference.load`` reads it back.
+
+  Args:
+    directory: destination folder.
+    result: what :func:`run` returned.
+    config: the run's config.
+
+  Returns:
+    The folder (absolute).
+  """
+  from jaxvr.training import checkpoint
+  params = jax.device_get(result.state.gen.params)
+  params = jax.tree.map(np.asarray, params)
+  return checkpoint.save_params(directory, params, trainer_config(config))

@@ -1,0 +1,48 @@
+r"""Trains the sparse-pixel video GAN (or a No-Mask-Gen baseline).
+
+  python -m train.sparse_gan --config=jaxvr/configs/sparse_gan.py \
+      --workdir=runs/sparse_gan --config.data.clips_dir=path/to/videos
+
+  python -m train.sparse_gan --config=jaxvr/configs/sparse_gan.py:random5 \
+      --workdir=runs/no_mask_gen_5 --config.data.clips_dir=path/to/videos
+
+``--export=DIR`` also writes the final generator parameters and the config
+(``jaxvr.sparsegan.inference.load`` reads them). Running the same command
+again resumes from the latest checkpoint in ``--workdir``. SIGTERM saves a
+checkpoint and exits cleanly. Multi-host: set ``JAXVR_DISTRIBUTED=1`` on
+every process.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxvr.training import sharding
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder (checkpoints, '
+                               'metrics.jsonl, density.jsonl, config.json).',
+                               required=True)
+_EXPORT = flags.DEFINE_string(
+    'export', None, 'If set, also write the final generator parameters and '
+    'the config here.')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Trainer config, e.g. jaxvr/configs/sparse_gan.py:smoke.',
+    lock_config=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  sharding.maybe_initialize_distributed()
+  # Imported after the distributed runtime is up.
+  from jaxvr.training import loop, sparse_gan
+  loop.quiet_library_logs()
+  result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
+  if _EXPORT.value and not result.preempted:
+    sparse_gan.export_params(_EXPORT.value, result, _CONFIG.value)
+  state = 'preempted at' if result.preempted else 'finished at'
+  print(f'{state} step {result.step}: {result.last_metrics}')
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)
