@@ -229,15 +229,28 @@ class RestoreConfig:
     solver: 'fista' (restarted FISTA, fast to the optimum) or 'lca'.
     lam: L1 weight, in units of the normalised (zero-mean, unit-std) window.
     n_steps: solver iterations.
-    dt_over_tau: LCA step (ignored by FISTA).
+    dt_over_tau: LCA step (ignored by FISTA); None takes ``1 / L`` with
+      ``L = max ||M Phi||^2`` over the windows of a batch (power iteration):
+      a learned dictionary's L is often in the hundreds, where any fixed
+      step such as 0.05 would diverge.
     windows_per_batch: windows x channels solved in one jitted call.
   """
 
   solver: str = 'fista'
-  lam: float = 0.05
+  lam: float = 0.02
   n_steps: int = 200
-  dt_over_tau: float = 0.05
+  dt_over_tau: float | None = None
   windows_per_batch: int = 48
+
+
+def _max_lipschitz(x, m, kernels, stride, n_iter=30):
+  """Upper estimate of ``max_b ||diag(m_b) Phi||^2`` over a batch."""
+  code = ops.code_shape(x.shape[1:], kernels.shape, stride)
+  method = ops.resolve_method('auto', kernels.shape)
+  power = lambda mb: ops.power_iteration(kernels, mb, stride=stride, shape=code,
+                                         hw=x.shape[-2:], n_iter=n_iter,
+                                         method=method)
+  return 1.05 * jnp.max(jax.vmap(power)(m))
 
 
 def _solve_batch(x, m, kernels, stride, cfg: RestoreConfig):
@@ -245,8 +258,11 @@ def _solve_batch(x, m, kernels, stride, cfg: RestoreConfig):
     return fista_solve(x, kernels, stride=stride, lam=cfg.lam, mask=m,
                            n_steps=cfg.n_steps)
   if cfg.solver == 'lca':
+    eta = cfg.dt_over_tau
+    if eta is None:
+      eta = 1.0 / float(_max_lipschitz(x, m, kernels, stride))
     return lca_solve(x, kernels, stride=stride, lam=cfg.lam, mask=m,
-                           n_steps=cfg.n_steps, dt_over_tau=cfg.dt_over_tau)
+                           n_steps=cfg.n_steps, dt_over_tau=eta)
   raise errors.ConfigError(f"solver: expected 'fista' or 'lca', got {cfg.solver!r}")
 
 
