@@ -56,11 +56,17 @@ def rd_curves(rows: list[dict], metric: str, title: str = '') -> bytes:
     if value is None or not np.isfinite(value) or 'bpp' not in row:
       continue
     groups.setdefault(family(row['reducer']), []).append((row['bpp'], value))
-  for name, points in sorted(groups.items()):
+  colors = plt.get_cmap('tab20').colors
+  markers = 'osD^vPX*'
+  for i, (name, points) in enumerate(sorted(groups.items())):
     points.sort()
     xs, ys = zip(*points, strict=True)
-    ax.plot(xs, ys, marker='o', ms=4, label=name, lw=1.4 if len(xs) > 1 else 0)
+    ax.plot(xs, ys, marker=markers[i % len(markers)], ms=4, label=name,
+            color=colors[(2 * i) % 20 + (i // 10) % 2], lw=1.4 if len(xs) > 1 else 0)
   ax.set_xscale('log')
+  if metric.startswith('strred') and any(
+      v > 0 for pts in groups.values() for _, v in pts):
+    ax.set_yscale('log', nonpositive='clip')  # spans orders of magnitude
   ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter('%g'))
   ax.set_xlabel('bits per pixel (log scale)')
