@@ -50,6 +50,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 50
   c.ckpt_every = 1_000
   c.keep_ckpts = 3
+  c.eval_every = 1_000    # validation on data.val_dir; 0 = never
+  c.tensorboard = False   # also log to <workdir>/tb (needs tensorboardX)
   c.n_devices = ml_collections.FieldReference(None, field_type=int)
   c.mask_ratio = 0.9
   # Rematerialisation of the forward pass in the backward pass:
@@ -91,7 +93,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.source = 'videos'          # 'videos' (clips_dir) or 'synthetic'
-  c.data.clips_dir = ''
+  c.data.clips_dir = ''             # training videos (the train split)
+  c.data.val_dir = ''               # validation videos; '' = no validation
   c.data.batch_size = 8
   c.data.frame_stride = 4           # the recipe's sampling rate
   c.data.crop = 'random'
@@ -100,6 +103,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Decode each video once, short side shrunk to this many pixels, and cut
   # clips from memory; 0 decodes every clip from its file instead.
   c.data.preload_short_side = 128
+  c.data.max_frames_per_video = 384  # evenly spread runs of long videos
+  c.data.cache_dir = ''             # keep decoded videos here (.npy)
   c.data.num_workers = 2
 
   if arg == 'smoke':

@@ -44,13 +44,9 @@ def make_data(config) -> data_lib.IndexedClips:
   size = (d.size, d.size)
   if d.source == 'synthetic':
     return data_lib.SyntheticClips(2, size, batch_size=d.batch_size, seed=config.seed)
-  if not d.clips_dir:
-    raise ConfigError('config.data.clips_dir: expected a folder of videos '
-                      '(or set config.data.source=synthetic)')
-  return data_lib.VideoClips(
-      d.clips_dir, 2, size, batch_size=d.batch_size, seed=config.seed,
-      frame_stride=d.frame_stride, crop='random', flip=True,
-      preload_short_side=d.preload_short_side, num_workers=d.num_workers)
+  return data_lib.videos_from_config(
+      d, 2, size, seed=config.seed, frame_stride=d.frame_stride,
+      crop='random', flip=True)
 
 
 def make_train_step(model_cfg, config, mesh):

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import hashlib
+import json
 import os
 import pathlib
 from collections.abc import Sequence
@@ -37,7 +39,11 @@ import tqdm
 from jaxvr.errors import ConfigError, SizeError, VideoError
 from jaxvr.video import io as video_io
 
-VIDEO_SUFFIXES = ('.mp4', '.mkv', '.avi', '.mov', '.webm', '.y4m', '.gif')
+# Containers and raw streams ffmpeg reads by their suffix. ``.264``/``.h264``
+# are raw H.264 Annex-B streams (no container, no timing).
+VIDEO_SUFFIXES = ('.mp4', '.mkv', '.avi', '.mov', '.webm', '.y4m', '.gif',
+                  '.m4v', '.mpg', '.mpeg', '.ts', '.264', '.h264', '.265',
+                  '.hevc')
 
 
 def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -164,6 +170,100 @@ def list_videos(folder: str | os.PathLike) -> list[pathlib.Path]:
   return paths
 
 
+def preload_video(path: str | os.PathLike, short: int,
+                  max_frames: int | None = None, chunk: int = 32
+                  ) -> np.ndarray:
+  """Decodes a whole video with its short side shrunk to ``short`` pixels.
+
+  Frames are shrunk in chunks as they arrive, so memory holds the small
+  video only. Videos already smaller are kept at their size.
+
+  Args:
+    path: a video file.
+    short: target short side in pixels.
+    max_frames: keep at most this many frames, evenly spread over the
+      video (a contiguous run of ``max_frames`` from a random start would
+      miss most of a long recording); None keeps all.
+    chunk: frames resized per batch.
+
+  Returns:
+    uint8 ``[T, h, w, 3]``.
+  """
+  info = video_io.probe_video(path)
+  factor = short / min(info.height, info.width)
+  new = (max(1, round(info.height * factor)),
+         max(1, round(info.width * factor)))
+  keep = None
+  if max_frames is not None and info.n_frames > max_frames:
+    # Evenly spaced runs of 32 consecutive frames, so clips keep their
+    # real motion (a plain frame stride would speed the video up).
+    runs = max(1, max_frames // chunk)
+    starts = np.linspace(0, info.n_frames - chunk, runs).astype(int)
+    keep = set(int(s + i) for s in starts for i in range(chunk))
+  # Large reductions start with a k x k box average (cheap), so the
+  # interpolation matrices stay small.
+  k = max(1, int(1 / factor) // 2)
+  out, pending = [], []
+
+  def flush():
+    block = np.stack(pending)
+    pending.clear()
+    if factor >= 1:
+      out.append(block)
+      return
+    if k > 1:
+      t, h, w, c = block.shape
+      block = block[:, :h - h % k, :w - w % k].reshape(
+          t, h // k, k, w // k, k, c).mean(axis=(2, 4), dtype=np.float32)
+    out.append(_to_uint8(resize_frames(block, new)))
+
+  for i, frame in enumerate(video_io.iter_frames(path)):
+    if keep is not None and i not in keep:
+      continue
+    pending.append(frame)
+    if len(pending) == chunk:
+      flush()
+  if pending:
+    flush()
+  return np.concatenate(out)
+
+
+def _cached_preload(path: pathlib.Path, short: int, max_frames: int | None,
+                    cache_dir: str | os.PathLike | None) -> np.ndarray:
+  """:func:`preload_video`, through an ``.npy`` cache when one is given."""
+  if not cache_dir:
+    return preload_video(path, short, max_frames)
+  stat = path.stat()
+  key = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns,
+                    short, max_frames, 2])
+  name = f'{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy'
+  cached = pathlib.Path(cache_dir) / name
+  if cached.exists():
+    return np.load(cached)
+  frames = preload_video(path, short, max_frames)
+  cached.parent.mkdir(parents=True, exist_ok=True)
+  tmp = cached.with_name(f'.{cached.name}.{os.getpid()}.tmp')
+  with open(tmp, 'wb') as f:
+    np.save(f, frames)
+  os.replace(tmp, cached)
+  return frames
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+  """Hex sha256 of a file's bytes."""
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      h.update(block)
+  return h.hexdigest()
+
+
+def clip_list(paths: Sequence[str | os.PathLike]) -> list[dict]:
+  """``[{'name', 'sha256'}]`` of video files: what a model was fitted on."""
+  return [{'name': pathlib.Path(p).name, 'sha256': sha256_file(p)}
+          for p in paths]
+
+
 class VideoClips(IndexedClips):
   """Random clips from a list of video files.
 
@@ -183,6 +283,13 @@ class VideoClips(IndexedClips):
     preload_short_side: if set, decode every video once at construction,
       resized so its short side is this many pixels (never enlarged), and
       cut clips from memory; otherwise each clip is decoded from its file.
+    max_frames_per_video: with preloading, keep at most this many frames of
+      each video, evenly spread over its length (long, mostly static
+      recordings would otherwise dominate memory and decode time); None
+      keeps every frame.
+    cache_dir: with preloading, keep each decoded and resized video here as
+      ``.npy`` (keyed by the file's path, size and modification time and the
+      preload settings), so later runs and other trainers skip decoding.
     num_workers: threads building a batch.
   """
 
@@ -191,6 +298,8 @@ class VideoClips(IndexedClips):
                seed: int = 0, frame_stride: int = 1, crop: str = 'random',
                crop_scale: tuple[float, float] = (1.0, 1.0),
                flip: bool = True, preload_short_side: int | None = None,
+               max_frames_per_video: int | None = None,
+               cache_dir: str | os.PathLike | None = None,
                num_workers: int = 0):
     super().__init__(batch_size, seed, num_workers)
     if isinstance(paths, (str, os.PathLike)):
@@ -219,10 +328,15 @@ class VideoClips(IndexedClips):
     if preload_short_side is not None and preload_short_side < 1:
       raise ConfigError(f'preload_short_side: expected a positive size or '
                         f'None, got {preload_short_side}')
+    if max_frames_per_video is not None and int(max_frames_per_video) < 1:
+      raise ConfigError(f'max_frames_per_video: expected a positive count or '
+                        f'None, got {max_frames_per_video}')
     if preload_short_side is not None:
       bar = tqdm.tqdm(self.paths, desc='decoding videos', leave=False,
                       disable=jax.process_index() != 0)
-      self._frames = [self._preload(p, int(preload_short_side)) for p in bar]
+      self._frames = [
+          _cached_preload(p, int(preload_short_side), max_frames_per_video,
+                          cache_dir) for p in bar]
       self._n_frames = [len(f) for f in self._frames]
     else:
       self._n_frames = [video_io.probe_video(p).n_frames for p in self.paths]
@@ -231,38 +345,6 @@ class VideoClips(IndexedClips):
         raise SizeError(
             f'{path}: has {n} frames, a clip needs {self._span} '
             f'({self.num_frames} frames at stride {self.frame_stride})')
-
-  @staticmethod
-  def _preload(path: pathlib.Path, short: int, chunk: int = 32) -> np.ndarray:
-    """Decodes a whole video, shrinking chunks of frames as they arrive."""
-    info = video_io.probe_video(path)
-    factor = short / min(info.height, info.width)
-    new = (max(1, round(info.height * factor)),
-           max(1, round(info.width * factor)))
-    # Large reductions start with a k x k box average (cheap), so the
-    # interpolation matrices stay small.
-    k = max(1, int(1 / factor) // 2)
-    out, pending = [], []
-
-    def flush():
-      block = np.stack(pending)
-      pending.clear()
-      if factor >= 1:
-        out.append(block)
-        return
-      if k > 1:
-        t, h, w, c = block.shape
-        block = block[:, :h - h % k, :w - w % k].reshape(
-            t, h // k, k, w // k, k, c).mean(axis=(2, 4), dtype=np.float32)
-      out.append(_to_uint8(resize_frames(block, new)))
-
-    for frame in video_io.iter_frames(path):
-      pending.append(frame)
-      if len(pending) == chunk:
-        flush()
-    if pending:
-      flush()
-    return np.concatenate(out)
 
   def __len__(self) -> int:
     """Number of videos (one epoch visits each once)."""
@@ -356,3 +438,73 @@ class SyntheticClips(IndexedClips):
     video = (0.5 * background + 0.5 * tint * grating[..., None])
     video = np.where(square[..., None] > 0, 1.0, video)
     return _to_uint8(255 * video)
+
+
+def videos_from_config(data_config, num_frames: int, size: tuple[int, int],
+                       *, seed: int, **kwargs) -> VideoClips:
+  """:class:`VideoClips` from a trainer's ``config.data`` section.
+
+  Reads ``clips_dir`` (required), ``preload_short_side`` (0/None: decode
+  per clip), ``max_frames_per_video``, ``cache_dir`` and ``num_workers``
+  when present; ``kwargs`` (crop, crop_scale, frame_stride, flip, ...) are
+  the trainer's own sampling choices.
+
+  Raises:
+    ConfigError: if ``clips_dir`` is empty.
+  """
+  d = data_config
+  if not d.get('clips_dir'):
+    raise ConfigError('config.data.clips_dir: expected a folder of videos '
+                      '(or set config.data.source=synthetic)')
+  cap = d.get('max_frames_per_video') or None
+  return VideoClips(
+      d.clips_dir, num_frames, size, batch_size=int(d.batch_size), seed=seed,
+      preload_short_side=d.get('preload_short_side') or None,
+      max_frames_per_video=None if cap is None else int(cap),
+      cache_dir=d.get('cache_dir') or None,
+      num_workers=int(d.get('num_workers', 0)), **kwargs)
+
+
+def validation_clips(folder: str | os.PathLike, num_frames: int,
+                     size: tuple[int, int], *, frame_stride: int = 1,
+                     windows: int = 1, max_videos: int | None = None
+                     ) -> np.ndarray:
+  """Fixed clips of the validation videos, for evaluation during training.
+
+  Deterministic: from each video, ``windows`` clips of ``num_frames`` frames
+  at ``frame_stride`` spread evenly over its length (the stride is lowered
+  for videos too short for it), the centred crop with the output's aspect
+  ratio, resized to ``size``.
+
+  Args:
+    folder: the validation folder (never a training folder).
+    num_frames: frames per clip ``T``.
+    size: ``(height, width)``.
+    frame_stride: temporal stride.
+    windows: clips per video.
+    max_videos: use the first videos only (sorted by name).
+
+  Returns:
+    uint8 ``[N, T, H, W, 3]``.
+  """
+  paths = list_videos(folder)[:max_videos]
+  out = []
+  for path in paths:
+    n = video_io.probe_video(path).n_frames
+    stride = max(1, min(int(frame_stride), (n - 1) // max(num_frames - 1, 1)))
+    span = (num_frames - 1) * stride + 1
+    if n < span:
+      raise SizeError(f'{path}: has {n} frames, a validation clip needs '
+                      f'{span}')
+    starts = np.linspace(0, n - span, windows).astype(int)
+    # Short side pre-shrunk to 2x the output (cheap), then exact resize.
+    video = preload_video(path, 2 * min(size), max_frames=None)
+    for s in starts:
+      clip = video[s:s + span:stride]
+      _, h, w, _ = clip.shape
+      fit = min(h / size[0], w / size[1])
+      ch, cw = min(h, round(size[0] * fit)), min(w, round(size[1] * fit))
+      y0, x0 = (h - ch) // 2, (w - cw) // 2
+      out.append(_to_uint8(resize_frames(clip[:, y0:y0 + ch, x0:x0 + cw],
+                                         size)))
+  return np.stack(out)

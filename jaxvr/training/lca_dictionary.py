@@ -94,14 +94,10 @@ def make_data(config: ml_collections.ConfigDict) -> data_lib.IndexedClips:
   if d.source == 'synthetic':
     return data_lib.SyntheticClips(3, size, batch_size=d.batch_size,
                                    seed=config.seed)
-  if not d.clips_dir:
-    raise ConfigError('config.data.clips_dir: expected a folder of videos '
-                      '(or set config.data.source=synthetic)')
   scale = min(1.0, d.size / d.preload_short_side) if d.preload_short_side else 1.0
-  return data_lib.VideoClips(
-      d.clips_dir, 3, size, batch_size=d.batch_size, seed=config.seed,
-      frame_stride=1, crop='random', crop_scale=(scale, scale), flip=True,
-      preload_short_side=d.preload_short_side, num_workers=d.num_workers)
+  return data_lib.videos_from_config(
+      d, 3, size, seed=config.seed, frame_stride=1, crop='random',
+      crop_scale=(scale, scale), flip=True)
 
 
 def decimation_mask(n: int, height: int, width: int, dtype=jnp.float32):

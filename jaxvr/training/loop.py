@@ -13,7 +13,12 @@ then hands them to :func:`train_loop`, which
   save, so a diverged state is never written;
 - saves every ``config.ckpt_every`` steps and at the end, together with the
   data position and the config;
-- on SIGTERM (preemption), finishes the running step, saves and returns.
+- on SIGTERM (preemption), finishes the running step, saves and returns;
+- every ``config.eval_every`` steps (and at step 0 and the end), calls the
+  trainer's ``evaluate(state) -> (scalars, images)`` on the validation clips
+  and writes the result to ``<workdir>/validation.jsonl`` (and, with
+  ``config.tensorboard``, to TensorBoard under ``<workdir>/tb``, where the
+  training scalars go too).
 
 Exact resume rests on two rules the trainers follow: the step's randomness
 comes from ``jax.random.fold_in(key, step)`` (never a key split and carried),
@@ -45,13 +50,18 @@ import tqdm
 from jaxvr.errors import ConfigError, TrainingDivergedError
 from jaxvr.training import checkpoint as ckpt_lib
 from jaxvr.training import sharding as shard_lib
+from jaxvr.training import writers as writers_lib
 
 METRICS_FILE = 'metrics.jsonl'
+VALIDATION_FILE = 'validation.jsonl'
+TENSORBOARD_DIR = 'tb'
 CONFIG_FILE = 'config.json'
 CKPT_DIR = 'ckpt'
 
 StepFn = Callable[[Any, Any], tuple[Any, dict]]
 StepCallback = Callable[[int, Any, dict], None]
+# evaluate(state) -> ({name: float}, {name: uint8 [H, W, 3] grid})
+EvalFn = Callable[[Any], tuple[dict, dict]]
 
 
 class DataIterator(Protocol):
@@ -260,6 +270,7 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
                start_step: int = 0,
                callbacks: Sequence[StepCallback] = (),
                put_batch: Callable[[Any], Any] | None = None,
+               evaluate: EvalFn | None = None,
                desc: str = 'train') -> LoopResult:
   """Runs training steps until ``config.total_steps`` (or SIGTERM).
 
@@ -280,6 +291,8 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
       metrics still on device.
     put_batch: turns a host batch into device arrays; default
       ``shard_batch(batch, mesh)``.
+    evaluate: the validation function, run every ``config.eval_every``
+      steps (absent or 0: never) on every process; process 0 logs it.
     desc: progress bar label.
 
   Returns:
@@ -300,8 +313,28 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
     workdir.mkdir(parents=True, exist_ok=True)
     _write_config(workdir, config)
   log = _MetricsLog(workdir / METRICS_FILE, start_step, write=main)
+  eval_every = int(config.get('eval_every', 0) or 0) if evaluate else 0
+  train_writers, val_writers = [], []
+  if main and eval_every:
+    val_jsonl = writers_lib.JsonlWriter(workdir / VALIDATION_FILE)
+    val_jsonl.truncate_after(start_step)
+    val_writers.append(val_jsonl)
+  if main and config.get('tensorboard', False):
+    tb = workdir / TENSORBOARD_DIR
+    train_writers.append(writers_lib.TensorBoardWriter(tb, 'train'))
+    val_writers.append(writers_lib.TensorBoardWriter(tb, 'val'))
+  train_log = writers_lib.Writers(train_writers)
+  val_log = writers_lib.Writers(val_writers)
   step = int(start_step)
   last_saved = checkpointer.latest_step()
+
+  def validate() -> dict:
+    scalars, images = evaluate(state)
+    scalars = {k: float(v) for k, v in scalars.items()}
+    val_log.scalars(step, scalars)
+    val_log.images(step, images)
+    val_log.flush()
+    return scalars
 
   def save() -> None:
     nonlocal last_saved
@@ -315,6 +348,8 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
   bar = tqdm.tqdm(total=total, initial=step, desc=desc, disable=not main,
                   dynamic_ncols=True, leave=False)
   try:
+    if eval_every and step == 0:
+      validate()
     with _SigtermFlag() as sigterm:
       while step < total:
         batch = put_batch(next(data))
@@ -326,8 +361,13 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
         bar.update(1)
         if step % log_every == 0:
           record = log.flush()
+          train_log.scalars(step, record['metrics'])
           bar.set_postfix({k: f'{v:.4g}' for k, v in record['metrics'].items()
                            if math.isfinite(v)})
+        if eval_every and (step % eval_every == 0 or step == total):
+          scores = validate()
+          bar.write(f'step {step} validation: ' + ', '.join(
+              f'{k} {v:.4g}' for k, v in scores.items()))
         if step % ckpt_every == 0 or step == total:
           save()
         if (sigterm.raised if jax.process_count() == 1
@@ -337,6 +377,7 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
           preempted = True
           break
       log.flush()
+      train_log.flush()
       checkpointer.wait_until_finished()
   finally:
     bar.close()

@@ -99,16 +99,14 @@ def make_data(config: ml_collections.ConfigDict) -> data_lib.IndexedClips:
   if d.source != 'videos':
     raise ConfigError(f"config.data.source: expected 'videos' or "
                       f"'synthetic', got {d.source!r}")
-  if not d.clips_dir:
-    raise ConfigError('config.data.clips_dir: expected a folder of videos '
-                      '(or set config.data.source=synthetic)')
   preload = int(d.preload_short_side)
   if preload < 0:
     preload = int(d.frame_size)
-  return data_lib.VideoClips(
-      d.clips_dir, int(d.num_frames), size, batch_size=int(d.batch_size),
-      seed=int(config.seed), crop='center', flip=bool(d.flip),
-      preload_short_side=preload or None, num_workers=int(d.num_workers))
+  d = ml_collections.ConfigDict({**d.to_dict(), 'preload_short_side': preload})
+  lo, hi = d.get('crop_scale', (1.0, 1.0))
+  return data_lib.videos_from_config(
+      d, int(d.num_frames), size, seed=int(config.seed),
+      crop=d.get('crop', 'center'), crop_scale=(lo, hi), flip=bool(d.flip))
 
 
 class DensityTrace:

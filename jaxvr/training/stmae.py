@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -123,15 +124,10 @@ def make_data(config: ml_collections.ConfigDict,
   if d.source != 'videos':
     raise ConfigError(f"config.data.source: expected 'videos' or "
                       f"'synthetic', got {d.source!r}")
-  if not d.clips_dir:
-    raise ConfigError('config.data.clips_dir: expected a folder of videos '
-                      '(or set config.data.source=synthetic)')
-  return data_lib.VideoClips(
-      d.clips_dir, model_cfg.num_frames, size, batch_size=d.batch_size,
-      seed=config.seed, frame_stride=d.frame_stride, crop=d.crop,
-      crop_scale=tuple(d.crop_scale), flip=d.flip,
-      preload_short_side=d.preload_short_side or None,
-      num_workers=d.num_workers)
+  return data_lib.videos_from_config(
+      d, model_cfg.num_frames, size, seed=config.seed,
+      frame_stride=d.frame_stride, crop=d.crop,
+      crop_scale=tuple(d.crop_scale), flip=d.flip)
 
 
 def make_train_step(model_cfg: stmae.STMAEConfig,
@@ -184,6 +180,37 @@ def _cached_train_step(model_cfg, mask_ratio, remat, schedule_key,
                  out_shardings=(rep, rep), compiler_options=opts)
 
 
+def make_evaluate(model_cfg: stmae.STMAEConfig,
+                  config: ml_collections.ConfigDict):
+  """Validation: masked-patch loss on fixed validation clips and masks.
+
+  Uses ``config.data.val_dir`` (two clips per video, the training stride)
+  with masks from a fixed key, so successive evaluations differ only by the
+  parameters. Returns None when no validation folder is set.
+  """
+  d = config.data
+  if not d.get('val_dir'):
+    return None
+  clips = data_lib.validation_clips(
+      d.val_dir, model_cfg.num_frames, (model_cfg.img_size,) * 2,
+      frame_stride=int(d.frame_stride), windows=2)
+  mask_ratio = float(config.mask_ratio)
+
+  @jax.jit
+  def loss(params, video):
+    video = transforms.normalize(video, dtype=jnp.float32)
+    noise = stmae.sample_noise(jax.random.key(1234), video.shape[0],
+                               model_cfg.num_tokens)
+    return forward_unjitted(params, model_cfg, video, noise, mask_ratio).loss
+
+  def evaluate(state) -> tuple[dict, dict]:
+    losses = [float(loss(state.params, clips[i:i + 1]))
+              for i in range(len(clips))]
+    return {'masked_loss': float(np.mean(losses))}, {}
+
+  return evaluate
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         callbacks: Any = ()) -> loop.LoopResult:
   """Trains (or resumes) an ST-MAE in ``workdir``.
@@ -218,4 +245,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         abstract_state=abstract_state(model_cfg, tx))
     return loop.train_loop(state, train_step, data, config, workdir,
                            mesh=mesh, checkpointer=ckpt, start_step=start,
-                           callbacks=callbacks, desc='stmae')
+                           callbacks=callbacks,
+                           evaluate=make_evaluate(model_cfg, config),
+                           desc='stmae')
