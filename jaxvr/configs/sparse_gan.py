@@ -10,6 +10,9 @@ Run (full model, the paper's settings, 128x128 clips of 20 frames)::
 * ``paper`` (default) or ``robust``: the loss/optimiser preset;
 * ``random5`` / ``random10``: the "No Mask Gen" baselines (exact-count
   random masks at 5 % / 10 %, no mask generator, no density term);
+* ``residual``: the inpainting generator corrects a normalized-convolution
+  fill of the kept pixels (a departure from the paper; see
+  ``jaxvr.sparsegan.networks.InpaintingGenerator``);
 * ``smoke``: tiny widths, 16x16 frames, T = 4, for tests and CI.
 
 For example ``--config=jaxvr/configs/sparse_gan.py:smoke,random5``; single
@@ -21,7 +24,7 @@ import ml_collections
 from jaxvr.errors import ConfigError
 from jaxvr.sparsegan.losses import preset
 
-_OPTIONS = ('paper', 'robust', 'random5', 'random10', 'smoke')
+_OPTIONS = ('paper', 'robust', 'random5', 'random10', 'residual', 'smoke')
 
 
 def _apply_preset(config: ml_collections.ConfigDict, name: str) -> None:
@@ -55,7 +58,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.total_steps = 100_000
   c.log_every = 50
-  c.eval_every = 5_000
+  c.eval_every = 5_000                # validation PSNR on data.val_dir
+  c.tensorboard = False              # also log to <workdir>/tb
   c.preset = 'paper'
   c.n_devices = ml_collections.FieldReference(None, field_type=int)  # None: all
   c.fast_compile = False   # XLA backend optimisation level 0 (short CPU runs)
@@ -69,6 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.orthogonal_recurrent = False
   c.model.spatial_padding = 'VALID'  # WGAIN; needs >= 125 px frames
   c.model.frame_diffs = False        # temporal critic also sees x_t - x_{t-1}
+  c.model.residual = False           # G_I corrects a normalized-convolution
+                                     # fill (departure; see networks.py)
   c.model.remat = False
   c.model.dtype = 'float32'          # 'bfloat16' for convolutions on GPU/TPU
 
@@ -80,6 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.b2 = 0.999
   c.optim.decay_steps = 10_000       # lr x decay_rate every decay_steps
   c.optim.decay_rate = 0.9
+  c.optim.adv_start = 0              # steps of reconstruction-only warm-up
   _apply_preset(c, 'robust' if 'robust' in opts else 'paper')
 
   c.data = ml_collections.ConfigDict()
@@ -90,9 +97,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.batch_size = 2
   c.data.num_frames = 20
   c.data.frame_size = 128
-  c.data.crop = 240                  # centre crop before resizing
+  # The largest crop with the frame's aspect ratio, scaled by crop_scale
+  # (random scale in the range for 'random' crops, the upper end for
+  # 'center'), resized to frame_size.
+  c.data.crop = 'center'             # 'center' | 'random'
+  c.data.crop_scale = (1.0, 1.0)
   c.data.flip = True
-  c.data.test_groups = (1, 7)        # UCF-101 split 1: groups 01-07 = test
+  c.data.val_dir = ''                # validation videos; '' = no validation
+  c.data.val_frames = 16             # validation clip length
+  c.data.val_size = 112              # validation frame size (px)
+  c.data.max_frames_per_video = 384  # evenly spread runs of long videos
+  c.data.cache_dir = ''              # keep decoded videos here (.npy)
 
   c.ckpt = ml_collections.ConfigDict()
   c.ckpt.every = 5_000
@@ -102,6 +117,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if name in opts:
       c.model.mask_mode = 'random'
       c.model.density = density
+  if 'residual' in opts:
+    c.model.residual = True
   if 'smoke' in opts:
     c.total_steps = 40
     c.log_every = 5

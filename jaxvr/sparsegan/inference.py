@@ -38,6 +38,7 @@ import ml_collections
 import numpy as np
 
 from jaxvr import errors
+from jaxvr.sparsegan import normconv
 from jaxvr.sparsegan import payload as payload_lib
 from jaxvr.sparsegan import train_step as ts
 from jaxvr.sparsegan.binarize import random_mask, straight_through_round
@@ -84,25 +85,35 @@ class SparseGan:
   def has_mask_generator(self) -> bool:
     return self.models.mask is not None and 'mask' in self.params
 
-  @functools.cached_property
+  @property
   def _mask_fn(self):
-    mask_gen = self.models.mask
+    return _mask_fn(self.models.mask)
 
-    def fn(params, frames, key):
-      r = jax.random.uniform(key, frames.shape[:-1] + (1,), jnp.float32)
-      c = mask_gen.apply({'params': params}, frames, r)
-      return straight_through_round(c) > 0.5
-    return jax.jit(fn)
-
-  @functools.cached_property
+  @property
   def _frame_fn(self):
-    frame_gen = self.models.frame
+    return _frame_fn(self.models.frame)
 
-    def fn(params, known, mask, key):
-      z = ts.HOLE_NOISE_STD * jax.random.normal(key, known.shape, jnp.float32)
-      _, decoded = frame_gen.apply({'params': params}, known, mask, z)
-      return decoded
-    return jax.jit(fn)
+
+# Jitted per module (Flax modules are hashable), not per weights object:
+# evaluating new parameters with the same architecture (validation during
+# training) reuses the compiled functions.
+@functools.lru_cache(maxsize=8)
+def _mask_fn(mask_gen):
+  def fn(params, frames, key):
+    r = jax.random.uniform(key, frames.shape[:-1] + (1,), jnp.float32)
+    c = mask_gen.apply({'params': params}, frames, r)
+    return straight_through_round(c) > 0.5
+  return jax.jit(fn)
+
+
+@functools.lru_cache(maxsize=8)
+def _frame_fn(frame_gen):
+  def fn(params, known, mask, base, key):
+    z = ts.HOLE_NOISE_STD * jax.random.normal(key, known.shape, jnp.float32)
+    _, decoded = frame_gen.apply({'params': params}, known, mask, z,
+                                 base if frame_gen.residual else None)
+    return decoded
+  return jax.jit(fn)
 
 
 def load(directory: str | os.PathLike | None = None) -> SparseGan:
@@ -269,8 +280,15 @@ def inpaint(sparse: np.ndarray, mask: np.ndarray,
   clips = _to_clips(known, w.frame_size, w.num_frames, 'zero')
   mclips = _to_clips(mask[..., None].astype(np.float32), w.frame_size,
                      w.num_frames, 'zero')
+  if w.models.frame.residual:
+    # The classical fill sees the whole video (no tile or window borders);
+    # the generator corrects it tile by tile.
+    base = normconv.fill_video(sparse, mask).astype(np.float32) / 255.0
+    bclips = _to_clips(base, w.frame_size, w.num_frames, 'edge')
+  else:
+    bclips = clips   # ignored
   fn = functools.partial(w._frame_fn, w.params['frame'])
-  out = _run_chunks(fn, [clips, mclips], jax.random.key(seed))
+  out = _run_chunks(fn, [clips, mclips, bclips], jax.random.key(seed))
   out = _from_clips(out, sparse.shape, w.frame_size, w.num_frames)
   out = np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
   return np.where(mask[..., None], sparse, out)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from jaxvr.errors import ShapeError, SizeError
 from jaxvr.sparsegan.convgru import conv_gru
+from jaxvr.sparsegan.normconv import normalized_convolution
 
 # Channel counts at width multiplier 1 (WGAIN's generator and critic).
 ENCODER_K = (32, 32, 64)        # DilBlock(k) gives 4k channels
@@ -121,6 +122,9 @@ class Hourglass(nn.Module):
     orthogonal_recurrent: orthogonal init of the ConvGRU state kernels.
     remat: recompute block activations in the backward pass (saves memory).
     dtype: computation dtype (None = float32 parameters decide).
+    head_channels: width of the 3x3 head before the output layer; None =
+      ``HEAD_CHANNELS * width_mult``.
+    zero_output: start the output layer at zero (a residual branch).
   """
   out_channels: int
   width_mult: float = 1.0
@@ -128,6 +132,8 @@ class Hourglass(nn.Module):
   orthogonal_recurrent: bool = False
   remat: bool = False
   dtype: Any = None
+  head_channels: int | None = None
+  zero_output: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -170,10 +176,13 @@ class Hourglass(nn.Module):
       y = jnp.concatenate([y, skip], axis=-1)
       y = block(scaled(k, wm), dtype=self.dtype, name=f'dec{i + 1}')(y)
     y = jnp.concatenate([y, x0.astype(y.dtype)], axis=-1)
-    y = nn.elu(nn.Conv(scaled(HEAD_CHANNELS, wm), (3, 3), padding='SAME',
-                       dtype=self.dtype, name='head1')(y))
+    head = self.head_channels or scaled(HEAD_CHANNELS, wm)
+    y = nn.elu(nn.Conv(head, (3, 3), padding='SAME', dtype=self.dtype,
+                       name='head1')(y))
+    out_init = (nn.initializers.zeros if self.zero_output
+                else nn.linear.default_kernel_init)
     y = nn.Conv(self.out_channels, (3, 3), padding='SAME', dtype=self.dtype,
-                name='head2')(y)
+                kernel_init=out_init, name='head2')(y)
     return _unfold(y.astype(jnp.float32), b, t)
 
 
@@ -221,22 +230,35 @@ class InpaintingGenerator(nn.Module):
   ``b`` (1) and noise on the holes ``z * (1 - b)`` (3). The decoder never sees
   the unmasked frame.
 
-  Attributes mirror ``Hourglass``.
+  With ``residual`` (a departure from the paper, off by default) the
+  generator also receives a classical fill of the holes (multi-scale
+  normalized convolution, :mod:`jaxvr.sparsegan.normconv`) as three more
+  input channels and outputs a correction to it, ``u = clip(base + y, 0,
+  1)``, its output layer starting at zero: an untrained model reproduces
+  the classical floor exactly, and training only has to learn what the
+  floor misses.
+
+  Attributes mirror ``Hourglass``, plus ``residual``.
   """
   width_mult: float = 1.0
   gru_half: bool = False
   orthogonal_recurrent: bool = False
   remat: bool = False
   dtype: Any = None
+  residual: bool = False
 
   @nn.compact
-  def __call__(self, known: jax.Array, mask: jax.Array, noise: jax.Array):
+  def __call__(self, known: jax.Array, mask: jax.Array, noise: jax.Array,
+               base: jax.Array | None = None):
     """Inpaints a clip.
 
     Args:
       known: kept pixels ``b * f``, ``[B, T, H, W, 3]`` (zero in the holes).
       mask: binary mask ``b``, ``[B, T, H, W, 1]``.
       noise: ``[B, T, H, W, 3]``, ``N(0, 0.1^2)``; only its hole part is used.
+      base: with ``residual``, the classical fill ``[B, T, H, W, 3]`` in
+        [0, 1]; computed from ``known`` and ``mask`` when None. Callers that
+        tile a video pass the fill of the whole video.
 
     Returns:
       ``(raw, decoded)``: the generator output ``u`` in [0, 1] (used by the
@@ -251,10 +273,21 @@ class InpaintingGenerator(nn.Module):
       raise ShapeError(f'InpaintingGenerator: noise must have shape '
                        f'{known.shape}, got {noise.shape}')
     x = jnp.concatenate([known, mask, noise * (1.0 - mask)], axis=-1)
+    if self.residual:
+      if base is None:
+        base = normalized_convolution(known, mask)
+      if base.shape != known.shape:
+        raise ShapeError(f'InpaintingGenerator: base must have shape '
+                         f'{known.shape}, got {base.shape}')
+      x = jnp.concatenate([x, base], axis=-1)
     y = Hourglass(3, self.width_mult, self.gru_half,
                   self.orthogonal_recurrent, self.remat, self.dtype,
-                  name='hourglass')(x)
-    u = keras_hard_sigmoid(y)
+                  head_channels=HEAD_CHANNELS if self.residual else None,
+                  zero_output=self.residual, name='hourglass')(x)
+    if self.residual:
+      u = jnp.clip(base + y, 0.0, 1.0)
+    else:
+      u = keras_hard_sigmoid(y)
     return u, known + (1.0 - mask) * u
 
 

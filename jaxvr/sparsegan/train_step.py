@@ -86,7 +86,7 @@ def build_models(config: ml_collections.ConfigDict) -> Models:
             dtype=_dtype(m.dtype))
   return Models(
       mask=MaskGenerator(**kw) if m.mask_mode == 'learned' else None,
-      frame=InpaintingGenerator(**kw),
+      frame=InpaintingGenerator(**kw, residual=bool(m.get('residual', False))),
       critics=Critics(m.critic_width_mult, m.spatial_padding, m.frame_diffs,
                       _dtype(m.dtype)))
 
@@ -273,6 +273,9 @@ def train_step(models: Models, config: ml_collections.ConfigDict,
 
   # (2) Generators against the updated critics (no power-iteration update).
   dens_on = (state.step >= config.optim.warmup_steps).astype(jnp.float32)
+  # Reconstruction-only warm-up: the adversarial term joins at adv_start.
+  adv_on = (state.step >= config.optim.get('adv_start', 0)).astype(
+      jnp.float32)
   cvars = {'params': critic.params, 'batch_stats': critic.batch_stats}
 
   def gen_loss_fn(u, b):
@@ -281,9 +284,10 @@ def train_step(models: Models, config: ml_collections.ConfigDict,
            + lc.lambda_t * losses.generator_adversarial(t_f))
     dens = losses.density_loss(b, config.model.density, lc.density_form)
     rec = losses.reconstruction_loss(u, frames, lc.recon)
-    total = lc.lambda_adv * adv + lc.alpha * dens_on * dens + lc.beta * rec
+    w_adv = lc.lambda_adv * adv_on
+    total = w_adv * adv + lc.alpha * dens_on * dens + lc.beta * rec
     if models.mask is None:  # random-mask baseline: no density term
-      total = lc.lambda_adv * adv + lc.beta * rec
+      total = w_adv * adv + lc.beta * rec
     return total, (adv, dens, rec)
 
   (loss_g, (adv, dens, rec)), (g_u, g_b) = jax.value_and_grad(

@@ -49,6 +49,8 @@ _TRAINER_DEFAULTS = {
     'data.source': 'videos',      # 'videos' (clips_dir) or 'synthetic'
     'data.preload_short_side': -1,  # -1 = the frame size; 0 = no preload
     'data.num_workers': 0,
+    'eval_every': 0,
+    'tensorboard': False,
 }
 
 
@@ -214,6 +216,65 @@ def _compiled(key: str, mesh):
           ts.make_train_step(config, mesh, models, compiler_options=opts))
 
 
+def make_evaluate(config: ml_collections.ConfigDict, models: ts.Models):
+  """Validation exactly as the product decodes: PSNR on validation clips.
+
+  Clips of ``data.val_frames`` frames at ``data.val_size`` px (one per video
+  of ``data.val_dir``) go through :mod:`jaxvr.sparsegan.inference` (the
+  learned mask, or exact-count random masks of the model's density with
+  seed 0 as the ``random-mask-d*`` reducers draw them), the payload's kept
+  pixels and the tiled inpainting. Logged: ``psnr`` (mean over clips of the
+  clip PSNR, RGB), ``floor_psnr`` (normalized convolution of the same kept
+  pixels), their difference ``gain``, and for learned masks the achieved
+  ``density``; plus an image grid (frames, masks, restorations). None when
+  no validation folder is set.
+  """
+  from jaxvr import evaluation
+  from jaxvr.sparsegan import inference, normconv
+  from jaxvr.training import writers
+
+  d = config.data
+  if not d.get('val_dir'):
+    return None
+  size = int(d.get('val_size', 112))
+  clips = data_lib.validation_clips(d.val_dir, int(d.get('val_frames', 16)),
+                                    (size, size))
+  learned = models.mask is not None
+  fixed_masks = None if learned else [
+      inference.random_video_mask(c.shape[:3], float(config.model.density))
+      for c in clips]
+
+  def psnr(a, b):
+    return evaluation.measure_quality(a, b, ('psnr',))['psnr']
+
+  def evaluate(state) -> tuple[dict, dict]:
+    params = jax.device_get(state.gen.params)
+    weights = inference.SparseGan(params, config, models)
+    scores = {'psnr': [], 'floor_psnr': [], 'density': []}
+    shown = None
+    for i, clip in enumerate(clips):
+      mask = (inference.predict_mask(clip, weights) if learned
+              else fixed_masks[i])
+      sparse = np.where(mask[..., None], clip, 0).astype(np.uint8)
+      out = inference.inpaint(sparse, mask, weights)
+      floor = normconv.fill_video(sparse, mask)
+      scores['psnr'].append(psnr(clip, out))
+      scores['floor_psnr'].append(psnr(clip, floor))
+      scores['density'].append(float(mask.mean()))
+      if i == 0:
+        k = slice(0, None, max(1, len(clip) // 4))
+        shown = writers.image_grid(
+            [clip[k], np.repeat(mask[k, ..., None], 3, -1).astype(np.uint8)
+             * 255, floor[k], out[k]])
+    result = {k: float(np.mean(v)) for k, v in scores.items()}
+    result['gain'] = result['psnr'] - result['floor_psnr']
+    if not learned:
+      del result['density']
+    return result, {'clip0_frames_mask_floor_restored': shown}
+
+  return evaluate
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         callbacks: Any = ()) -> loop.LoopResult:
   """Trains (or resumes) a sparse-pixel GAN in ``workdir``.
@@ -252,7 +313,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       result = loop.train_loop(
           state, step_fn, data, config, workdir, mesh=mesh,
           checkpointer=ckpt, start_step=start,
-          callbacks=(trace, *callbacks), desc='sparse_gan')
+          callbacks=(trace, *callbacks),
+          evaluate=make_evaluate(config, models), desc='sparse_gan')
     finally:
       trace.flush()
   return result
