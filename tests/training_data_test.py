@@ -91,7 +91,13 @@ def test_video_clips_random_augment_resume_and_preload(video_folder):
 
 def test_video_clips_bad_input(video_folder, tmp_path):
   with pytest.raises(SizeError, match='b.mp4: has 10 frames, a clip needs 11'):
-    data_lib.VideoClips(video_folder, 6, SIZE, batch_size=1, frame_stride=2)
+    data_lib.VideoClips(video_folder, 11, SIZE, batch_size=1)
+  # Too short for the stride only: sampled at the largest stride that fits.
+  clips = data_lib.VideoClips(video_folder, 6, SIZE, batch_size=1,
+                              frame_stride=2, preload_short_side=SIZE[0])
+  short = [i for i, p in enumerate(clips.paths) if p.name == 'b.mp4'][0]
+  assert clips._strides[short] == 1
+  assert all(len(clips.sample(i)) == 6 for i in range(4))
   with pytest.raises(VideoError, match='no video files'):
     data_lib.VideoClips(tmp_path, T, SIZE, batch_size=1)
   with pytest.raises(ConfigError, match='crop'):

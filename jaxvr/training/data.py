@@ -28,6 +28,7 @@ import abc
 import concurrent.futures
 import hashlib
 import json
+import logging
 import os
 import pathlib
 from collections.abc import Sequence
@@ -273,7 +274,10 @@ class VideoClips(IndexedClips):
     size: output ``(height, width)``.
     batch_size: global batch size.
     seed: data seed.
-    frame_stride: keep every ``frame_stride``-th frame of the clip.
+    frame_stride: keep every ``frame_stride``-th frame of the clip. A video
+      too short for ``num_frames`` at this stride is sampled at the largest
+      stride it allows (logged); one shorter than ``num_frames`` is an
+      error.
     crop: ``'center'`` or ``'random'``: where the crop (with the output's
       aspect ratio) sits in the frame.
     crop_scale: ``(low, high)`` side of the crop as a fraction of the largest
@@ -323,7 +327,6 @@ class VideoClips(IndexedClips):
     self.crop = crop
     self.crop_scale = (lo, hi)
     self.flip = bool(flip)
-    self._span = (self.num_frames - 1) * self.frame_stride + 1
     self._frames: list[np.ndarray] | None = None
     if preload_short_side is not None and preload_short_side < 1:
       raise ConfigError(f'preload_short_side: expected a positive size or '
@@ -340,22 +343,31 @@ class VideoClips(IndexedClips):
       self._n_frames = [len(f) for f in self._frames]
     else:
       self._n_frames = [video_io.probe_video(p).n_frames for p in self.paths]
+    self._strides = []
     for path, n in zip(self.paths, self._n_frames, strict=True):
-      if n < self._span:
+      if n < self.num_frames:
         raise SizeError(
-            f'{path}: has {n} frames, a clip needs {self._span} '
-            f'({self.num_frames} frames at stride {self.frame_stride})')
+            f'{path}: has {n} frames, a clip needs {self.num_frames}')
+      stride = min(self.frame_stride,
+                   (n - 1) // max(self.num_frames - 1, 1))
+      if stride < self.frame_stride:
+        logging.info('%s: %d frames, sampled at stride %d instead of %d',
+                     path.name, n, stride, self.frame_stride)
+      self._strides.append(stride)
 
   def __len__(self) -> int:
     """Number of videos (one epoch visits each once)."""
     return len(self.paths)
 
+  def _span_of(self, item: int) -> int:
+    return (self.num_frames - 1) * self._strides[item] + 1
+
   def _read(self, item: int, start: int) -> np.ndarray:
+    stride = self._strides[item]
     if self._frames is not None:
-      stop = start + self._span
-      return self._frames[item][start:stop:self.frame_stride]
-    return video_io.read_video(self.paths[item], start=start,
-                               stride=self.frame_stride,
+      stop = start + self._span_of(item)
+      return self._frames[item][start:stop:stride]
+    return video_io.read_video(self.paths[item], start=start, stride=stride,
                                max_frames=self.num_frames)
 
   def sample(self, index: int) -> np.ndarray:
@@ -364,7 +376,8 @@ class VideoClips(IndexedClips):
     item = int(np.random.default_rng([self.seed, 1 << 20, epoch])
                .permutation(n)[offset])
     rng = self.rng(index)
-    start = int(rng.integers(0, self._n_frames[item] - self._span + 1))
+    start = int(rng.integers(0, self._n_frames[item] - self._span_of(item)
+                             + 1))
     clip = self._read(item, start)
     if len(clip) != self.num_frames:
       raise VideoError(
