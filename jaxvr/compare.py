@@ -27,7 +27,8 @@ from jaxvr.video.transforms import resize_short_side_pil
 # rate-distortion curves.
 METHOD_REDUCERS = (
     'carv-visible-n4', 'carv-masked-n4', 'motion-energy-n4', 'every-nth-n4',
-    'random-chunk-n4', 'sparsegan', 'random-mask-d5', 'random-mask-d10',
+    'random-chunk-n4', 'sparsegan', 'sparsegan-normconv', 'random-mask-d5',
+    'normconv-d5', 'random-mask-d10', 'normconv-d10',
     'sparse-mp4', 'interp-linear', 'interp-copy', 'bottleneck-ae',
 )
 CODEC_REDUCERS = (

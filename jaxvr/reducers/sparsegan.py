@@ -1,12 +1,16 @@
-"""The sparse-pixel GAN as reducers: learned masks and random masks.
+"""The sparse-pixel GAN as reducers: learned masks, random masks, and floors.
 
 * ``sparsegan``: the mask generator picks the kept pixels, the inpainting
   generator restores the rest (Nittala et al.'s full model).
 * ``random-mask-d5`` / ``random-mask-d10``: "No Mask Gen" baselines, an
-  exact-count uniformly random mask keeping 5 % / 10 % of every frame, restored
-  by an inpainting generator. By default that is the full model's generator
-  (same weights as ``sparsegan``), so the comparison isolates where the
-  pixels are; pass ``weights_dir`` to use No-Mask-Gen baseline weights.
+  exact-count uniformly random mask keeping 5 % / 10 % of every frame,
+  restored by the No-Mask-Gen inpainting generator trained for that density
+  (bundled); ``weights_dir`` picks other weights.
+* Classical floors on the same kept pixels and the same payload bytes,
+  restored by multi-scale normalized convolution
+  (:mod:`jaxvr.sparsegan.normconv`): ``normconv-d5`` / ``normconv-d10`` (the
+  random masks of ``random-mask-d5`` / ``-d10``, same seed) and
+  ``sparsegan-normconv`` (the full model's learned mask).
 
 The payload bytes are the real :class:`~jaxvr.sparsegan.payload.SparsePixelPayload`
 (LZMA-coded bit mask plus the exact kept colours); nothing else is needed
@@ -26,29 +30,39 @@ class SparseGanReducer(Reducer):
 
   Args:
     weights_dir: a weights folder from ``train.sparse_gan --export``; None
-      uses the bundled default weights.
+      uses the bundled weights: the full model for learned masks, the
+      No-Mask-Gen model of the density for random masks.
     density: None for the learned mask; a fraction for exact-count random
       masks.
     seed: seed of the mask noise / random mask and of the hole noise.
+    restore: ``'gan'`` (the inpainting generator) or ``'normconv'`` (the
+      classical floor; weights are then only used for learned masks).
   """
 
   min_size = 8
 
   def __init__(self, weights_dir=None, density: float | None = None,
-               seed: int = 0):
+               seed: int = 0, restore: str = 'gan'):
     if density is not None and not 0.0 < float(density) <= 1.0:
       raise errors.ConfigError(f'density: expected a fraction in (0, 1], got '
                                f'{density}')
+    if restore not in ('gan', 'normconv'):
+      raise errors.ConfigError(f"restore: expected 'gan' or 'normconv', got "
+                               f'{restore!r}')
     self._weights_dir = weights_dir
     self._density = None if density is None else float(density)
     self._seed = int(seed)
+    self._restore = restore
     self._loaded = None
     self._last_mask: np.ndarray | None = None
 
   def _weights(self):
     from jaxvr.sparsegan import inference
     if self._loaded is None:
-      self._loaded = inference.load(self._weights_dir)
+      directory = self._weights_dir
+      if directory is None:
+        directory = inference.default_weights_dir(self._density)
+      self._loaded = inference.load(directory)
     return self._loaded
 
   def encode(self, video: np.ndarray, fps: float) -> Payload:
@@ -72,7 +86,11 @@ class SparseGanReducer(Reducer):
     })
 
   def decode(self, payload: Payload) -> np.ndarray:
-    from jaxvr.sparsegan import inference
+    from jaxvr.sparsegan import inference, normconv
+    from jaxvr.sparsegan import payload as payload_lib
+    if self._restore == 'normconv':
+      sparse, mask = payload_lib.decode(payload.data)
+      return normconv.fill_video(sparse, mask)
     return inference.decode(payload.data, self._weights(), seed=self._seed)
 
   def extras(self) -> dict:
@@ -85,3 +103,11 @@ register('random-mask-d5',
          lambda **kw: SparseGanReducer(density=kw.pop('density', 0.05), **kw))
 register('random-mask-d10',
          lambda **kw: SparseGanReducer(density=kw.pop('density', 0.10), **kw))
+register('sparsegan-normconv',
+         lambda **kw: SparseGanReducer(restore='normconv', **kw))
+register('normconv-d5',
+         lambda **kw: SparseGanReducer(density=kw.pop('density', 0.05),
+                                       restore='normconv', **kw))
+register('normconv-d10',
+         lambda **kw: SparseGanReducer(density=kw.pop('density', 0.10),
+                                       restore='normconv', **kw))

@@ -44,13 +44,25 @@ from jaxvr.sparsegan import train_step as ts
 from jaxvr.sparsegan.binarize import random_mask, straight_through_round
 
 DEFAULT_WEIGHTS = 'sparsegan_small'
+# Bundled No-Mask-Gen inpainting generators, by random-mask density.
+RANDOM_MASK_WEIGHTS = {0.05: 'sparsegan_random5', 0.10: 'sparsegan_random10'}
 _CHUNK = 8   # clips per jitted call
 
 
-def default_weights_dir() -> pathlib.Path:
-  """Folder of the bundled weights (``jaxvr/assets/sparsegan_small``)."""
+def default_weights_dir(density: float | None = None) -> pathlib.Path:
+  """Folder of the bundled weights.
+
+  Args:
+    density: None for the full model (learned masks,
+      ``jaxvr/assets/sparsegan_small``); a random-mask density for the
+      No-Mask-Gen generator trained at that density (5 % or 10 %; other
+      densities use the closest one).
+  """
   from jaxvr.assets import ASSETS
-  return ASSETS / DEFAULT_WEIGHTS
+  if density is None:
+    return ASSETS / DEFAULT_WEIGHTS
+  closest = min(RANDOM_MASK_WEIGHTS, key=lambda d: abs(d - float(density)))
+  return ASSETS / RANDOM_MASK_WEIGHTS[closest]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -484,10 +484,13 @@ def validation_clips(folder: str | os.PathLike, num_frames: int,
                      ) -> np.ndarray:
   """Fixed clips of the validation videos, for evaluation during training.
 
-  Deterministic: from each video, ``windows`` clips of ``num_frames`` frames
-  at ``frame_stride`` spread evenly over its length (the stride is lowered
-  for videos too short for it), the centred crop with the output's aspect
-  ratio, resized to ``size``.
+  Deterministic, and cut the way ``jaxvr compare`` cuts clips (short side
+  resized with Pillow's Lanczos filter, then the centred crop), so a
+  validation score during training is measured on the same pixels as the
+  evaluation tables: from each video, ``windows`` clips of ``num_frames``
+  frames at ``frame_stride``, the first starting at frame 0 and the others
+  spread evenly over the video (the stride is lowered for videos too short
+  for it).
 
   Args:
     folder: the validation folder (never a training folder).
@@ -500,6 +503,8 @@ def validation_clips(folder: str | os.PathLike, num_frames: int,
   Returns:
     uint8 ``[N, T, H, W, 3]``.
   """
+  from jaxvr.video import transforms
+
   paths = list_videos(folder)[:max_videos]
   out = []
   for path in paths:
@@ -509,15 +514,9 @@ def validation_clips(folder: str | os.PathLike, num_frames: int,
     if n < span:
       raise SizeError(f'{path}: has {n} frames, a validation clip needs '
                       f'{span}')
-    starts = np.linspace(0, n - span, windows).astype(int)
-    # Short side pre-shrunk to 2x the output (cheap), then exact resize.
-    video = preload_video(path, 2 * min(size), max_frames=None)
-    for s in starts:
-      clip = video[s:s + span:stride]
-      _, h, w, _ = clip.shape
-      fit = min(h / size[0], w / size[1])
-      ch, cw = min(h, round(size[0] * fit)), min(w, round(size[1] * fit))
-      y0, x0 = (h - ch) // 2, (w - cw) // 2
-      out.append(_to_uint8(resize_frames(clip[:, y0:y0 + ch, x0:x0 + cw],
-                                         size)))
+    for s in np.linspace(0, n - span, windows).astype(int):
+      clip = video_io.read_video(path, start=int(s), stride=stride,
+                                 max_frames=num_frames)
+      clip = transforms.resize_short_side_pil(clip, max(size))
+      out.append(np.asarray(transforms.center_crop(clip, tuple(size))))
   return np.stack(out)
