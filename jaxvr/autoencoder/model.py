@@ -10,6 +10,14 @@ Training corrupts the input with Gaussian noise (Vincent et al., "Extracting
 and composing robust features with denoising autoencoders", ICML 2008) and
 quantizes the latent to 8 bits with a straight-through round, so the decoder
 learns on exactly what it will receive.
+
+With ``residual=True`` (the default config; a design choice, not the
+paper's) both halves learn corrections to a classical pair: the latent is
+the 2x2 box average of each frame plus a learned correction, and the decoder
+outputs a bicubic upsampling of the latent's two frames plus a learned
+correction. Both correction layers start at zero, so an untrained model is
+exactly "downsample 2x, send, upsample bicubic", and training only learns
+what that misses.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ class AEConfig:
   width: int = 48
   blocks: int = 2
   dtype: str = 'float32'
+  residual: bool = False
 
 
 class _ResBlock(nn.Module):
@@ -62,11 +71,15 @@ class BottleneckAE(nn.Module):
     self.enc_in = nn.Conv(c.width, (3, 3), dtype=dt)
     self.enc_down = nn.Conv(c.width, (4, 4), strides=(2, 2), dtype=dt)
     self.enc_blocks = [_ResBlock(c.width, dt) for _ in range(c.blocks)]
-    self.enc_out = nn.Conv(LATENT_CHANNELS, (1, 1), dtype=dt)
+    # Residual models start their output layers at zero (see module doc).
+    out_init = (nn.initializers.zeros if c.residual
+                else nn.linear.default_kernel_init)
+    self.enc_out = nn.Conv(LATENT_CHANNELS, (1, 1), dtype=dt,
+                           kernel_init=out_init)
     self.dec_in = nn.Conv(c.width, (3, 3), dtype=dt)
     self.dec_blocks = [_ResBlock(c.width, dt) for _ in range(c.blocks)]
     self.dec_up = nn.ConvTranspose(c.width, (4, 4), strides=(2, 2), dtype=dt)
-    self.dec_out = nn.Conv(6, (3, 3), dtype=dt)
+    self.dec_out = nn.Conv(6, (3, 3), dtype=dt, kernel_init=out_init)
 
   def encode(self, pairs):
     b, two, h, w, ch = pairs.shape
@@ -74,11 +87,15 @@ class BottleneckAE(nn.Module):
       raise errors.ShapeError(
           f'pairs: expected [B, 2, H, W, 3] with even H, W, got {pairs.shape}')
     x = jnp.moveaxis(pairs, 1, -2).reshape(b, h, w, 6)
-    x = nn.gelu(self.enc_in(x))
-    x = self.enc_down(x)
+    y = nn.gelu(self.enc_in(x))
+    y = self.enc_down(y)
     for block in self.enc_blocks:
-      x = block(x)
-    return nn.sigmoid(self.enc_out(nn.gelu(x)).astype(jnp.float32))
+      y = block(y)
+    y = self.enc_out(nn.gelu(y)).astype(jnp.float32)
+    if not self.config.residual:
+      return nn.sigmoid(y)
+    box = x.reshape(b, h // 2, 2, w // 2, 2, 6).mean(axis=(2, 4))
+    return jnp.clip(box + y, 0.0, 1.0)
 
   def decode(self, latent):
     b, h2, w2, _ = latent.shape
@@ -86,7 +103,13 @@ class BottleneckAE(nn.Module):
     for block in self.dec_blocks:
       x = block(x)
     x = self.dec_up(nn.gelu(x))
-    x = nn.sigmoid(self.dec_out(nn.gelu(x)).astype(jnp.float32))
+    x = self.dec_out(nn.gelu(x)).astype(jnp.float32)
+    if self.config.residual:
+      up = jax.image.resize(latent.astype(jnp.float32),
+                            (b, 2 * h2, 2 * w2, 6), 'cubic')
+      x = jnp.clip(up + x, 0.0, 1.0)
+    else:
+      x = nn.sigmoid(x)
     return jnp.moveaxis(x.reshape(b, 2 * h2, 2 * w2, 2, 3), -2, 1)
 
   def __call__(self, pairs):

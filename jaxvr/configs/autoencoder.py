@@ -6,7 +6,8 @@ Run::
       --workdir=runs/autoencoder --config.data.clips_dir=path/to/videos
 
 ``get_config(arg)``: ``default`` (64x64 random crops of frame pairs, width
-48) or ``smoke`` (16x16 synthetic pairs, width 8, 4 steps; tests and CI).
+48, residual over box-down / bicubic-up) or ``smoke`` (16x16 synthetic
+pairs, width 8, 4 steps; tests and CI).
 """
 
 import ml_collections
@@ -25,14 +26,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 50
   c.ckpt_every = 500
   c.keep_ckpts = 2
+  c.eval_every = 250          # validation PSNR on data.val_dir; 0 = never
+  c.tensorboard = False       # also log to <workdir>/tb
   c.n_devices = ml_collections.FieldReference(None, field_type=int)
-  c.noise_std = 0.03          # input corruption, in [0, 1] pixel units
-  c.model = ml_collections.ConfigDict({'width': 48, 'blocks': 2, 'dtype': 'float32'})
-  c.optim = ml_collections.ConfigDict({'lr': 2e-3, 'warmup_steps': 100,
+  c.noise_std = 0.01          # input corruption, in [0, 1] pixel units
+  c.model = ml_collections.ConfigDict({'width': 48, 'blocks': 3,
+                                       'dtype': 'float32', 'residual': True})
+  c.optim = ml_collections.ConfigDict({'lr': 1e-3, 'warmup_steps': 100,
                                        'min_lr': 1e-5, 'clip_grad': 1.0})
   c.data = ml_collections.ConfigDict({
-      'source': 'videos', 'clips_dir': '', 'size': 64, 'batch_size': 16,
-      'frame_stride': 1, 'preload_short_side': 128, 'num_workers': 0})
+      'source': 'videos', 'clips_dir': '', 'val_dir': '', 'val_size': 112,
+      'val_frames': 16, 'size': 64, 'batch_size': 16, 'frame_stride': 1,
+      'preload_short_side': 128, 'max_frames_per_video': 384,
+      'cache_dir': '', 'num_workers': 0})
   if arg == 'smoke':
     c.total_steps = 4
     c.log_every = 2
