@@ -63,6 +63,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.preset = 'paper'
   c.n_devices = ml_collections.FieldReference(None, field_type=int)  # None: all
   c.fast_compile = False   # XLA backend optimisation level 0 (short CPU runs)
+  c.init_weights = ''      # start the generators from an exported folder
 
   c.model = ml_collections.ConfigDict()
   c.model.mask_mode = 'learned'      # 'learned' | 'random' (No Mask Gen)

@@ -30,6 +30,7 @@ import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -51,6 +52,7 @@ _TRAINER_DEFAULTS = {
     'data.num_workers': 0,
     'eval_every': 0,
     'tensorboard': False,
+    'init_weights': '',
 }
 
 
@@ -275,6 +277,44 @@ def make_evaluate(config: ml_collections.ConfigDict, models: ts.Models):
   return evaluate
 
 
+def with_init_weights(state: ts.GanState,
+                      config: ml_collections.ConfigDict) -> ts.GanState:
+  """Starts the generators from an exported weights folder (fine-tuning).
+
+  ``config.init_weights`` names a folder written by ``--export`` (or a
+  bundled one); its ``frame`` parameters replace the fresh inpainting
+  generator's, and its ``mask`` parameters the mask generator's when both
+  sides have one (a No-Mask-Gen export starts a full model's inpainter
+  only). Optimiser moments start at zero either way. Used for fresh runs
+  only; a resumed run restores its own checkpoint.
+
+  Raises:
+    CheckpointError: if the saved parameters do not fit this model.
+  """
+  from jaxvr.errors import CheckpointError
+  from jaxvr.training import checkpoint
+
+  folder = config.get('init_weights')
+  if not folder:
+    return state
+  saved, _ = checkpoint.load_params(folder)
+  params = dict(state.gen.params)
+  for name in ('frame', 'mask'):
+    if name not in saved or name not in params:
+      continue
+    want = jax.tree.map(lambda x: (x.shape, x.dtype), params[name])
+    got = jax.tree.map(lambda x: (x.shape, x.dtype), saved[name])
+    if want != got:
+      raise CheckpointError(
+          f'config.init_weights {folder}: the {name!r} parameters do not fit '
+          f'this model (other width, residual switch or frame layout)')
+    params[name] = jax.tree.map(jnp.asarray, saved[name])
+  logging.info('generators initialised from %s (%s)', folder,
+               ', '.join(k for k in ('frame', 'mask') if k in saved
+                         and k in params))
+  return state.replace(gen=state.gen.replace(params=params))
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         callbacks: Any = ()) -> loop.LoopResult:
   """Trains (or resumes) a sparse-pixel GAN in ``workdir``.
@@ -305,8 +345,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     abstract = jax.eval_shape(
         lambda k: ts.init_state(config, k, models), key)
     state, start = loop.restore_or_init(
-        ckpt, lambda: init(key), shard_lib.replicated(mesh), data,
-        abstract_state=abstract)
+        ckpt, lambda: with_init_weights(init(key), config),
+        shard_lib.replicated(mesh), data, abstract_state=abstract)
     trace = DensityTrace(pathlib.Path(workdir) / DENSITY_FILE, start,
                          config.log_every, shard_lib.is_main_process())
     try:
