@@ -29,7 +29,8 @@ METHOD_REDUCERS = (
     'carv-visible-n4', 'carv-masked-n4', 'motion-energy-n4', 'every-nth-n4',
     'random-chunk-n4', 'sparsegan', 'sparsegan-normconv', 'random-mask-d5',
     'normconv-d5', 'random-mask-d10', 'normconv-d10',
-    'sparse-mp4', 'interp-linear', 'interp-copy', 'bottleneck-ae',
+    'sparse-mp4', 'sparse-mp4-paper', 'interp-linear', 'interp-copy',
+    'bottleneck-ae',
 )
 CODEC_REDUCERS = (
     'x264-crf23', 'x264-crf28', 'x264-crf33', 'x264-crf38',

@@ -7,7 +7,7 @@ import pytest
 from jaxvr import reducers
 from jaxvr.configs import sparse_gan as configs
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError
-from jaxvr.sparsegan import inference
+from jaxvr.sparsegan import inference, normconv
 from jaxvr.sparsegan import payload as payload_lib
 from jaxvr.sparsegan import train_step as ts
 from jaxvr.training import checkpoint
@@ -16,8 +16,8 @@ from jaxvr.training import sparse_gan as trainer
 S, T = 16, 4   # the smoke model's tile and window
 
 
-def _weights_dir(tmp_path_factory):
-  config = trainer.trainer_config(configs.get_config('smoke'))
+def _weights_dir(tmp_path_factory, options='smoke'):
+  config = trainer.trainer_config(configs.get_config(options))
   state = ts.make_init(config)(jax.random.key(1))
   path = tmp_path_factory.mktemp('weights')
   params = jax.tree.map(np.asarray, jax.device_get(state.gen.params))
@@ -93,7 +93,7 @@ def test_inpainting_matches_the_generator_on_one_tile(weights):
   reps = lambda a: np.repeat(a, inference._CHUNK, axis=0)
   # The jitted generator call on the clip batch (tile 0 of chunk 0).
   ref = weights._frame_fn(weights.params['frame'], reps(known[None]),
-                          reps(m), key)
+                          reps(m), reps(known[None]), key)
   ref = np.clip(np.round(np.asarray(ref[0]) * 255), 0, 255).astype(np.uint8)
   np.testing.assert_array_equal(out, ref)
 
@@ -137,3 +137,33 @@ def test_bundled_default_weights():
   assert gan.frame_size == 64 and gan.num_frames == 4
   kernels = [x for x in jax.tree.leaves(gan.params) if x.ndim == 4]
   assert kernels and all(np.isfinite(k).all() for k in kernels)
+
+
+def test_untrained_residual_generator_is_the_normconv_floor(tmp_path_factory,
+                                                            video):
+  """Residual G_I starts at zero: its decode equals the classical floor."""
+  gan = inference.load(_weights_dir(tmp_path_factory, 'smoke,residual'))
+  assert gan.models.frame.residual
+  mask = inference.random_video_mask(video.shape[:3], 0.1, seed=3)
+  sparse = np.where(mask[..., None], video, 0).astype(np.uint8)
+  out = inference.inpaint(sparse, mask, gan)
+  np.testing.assert_array_equal(out, normconv.fill_video(sparse, mask))
+
+
+def test_floor_reducers_send_the_same_bytes(weights, video):
+  """normconv-d5 and random-mask-d5 share mask and payload; only the decoder
+  differs. sparsegan-normconv uses the learned mask of sparsegan."""
+  gan, floor = reducers.create('random-mask-d5'), reducers.create('normconv-d5')
+  gan._loaded = weights
+  p_gan, p_floor = gan.encode(video, 24.0), floor.encode(video, 24.0)
+  assert p_gan.data == p_floor.data
+  sparse, mask = payload_lib.decode(p_floor.data)
+  np.testing.assert_array_equal(floor.decode(p_floor),
+                                normconv.fill_video(sparse, mask))
+  learned, learned_floor = (reducers.create('sparsegan'),
+                            reducers.create('sparsegan-normconv'))
+  learned._loaded = learned_floor._loaded = weights
+  assert learned.encode(video, 24.0).data == learned_floor.encode(
+      video, 24.0).data
+  np.testing.assert_array_equal(learned.extras()['mask'],
+                                learned_floor.extras()['mask'])

@@ -1,7 +1,14 @@
 """Sparse MP4 and its classical restorations as reducers.
 
-All three send the same lossless decimated stream (so they cost the same
-bytes); they differ only in how the decoder fills the missing samples.
+All send the same lossless decimated stream (so they cost the same bytes);
+they differ only in how the decoder fills the missing samples:
+
+* ``sparse-mp4``: masked sparse coding (FISTA) restores the kept frames, the
+  dropped frames are the mean of their restored neighbours (the default
+  ``RestoreConfig``; see ``RestoreConfig.dropped``);
+* ``sparse-mp4-paper``: the paper's decoder, dropped frames from the code too;
+* ``sparse-mp4-lca``: as ``sparse-mp4`` with the LCA solver;
+* ``interp-linear`` / ``interp-copy``: no learning (the floor).
 """
 
 from __future__ import annotations
@@ -35,10 +42,12 @@ class SparseMP4Reducer(Reducer):
   min_size = 8
 
   def __init__(self, restore: str = 'fista', kernels=None,
-               config: sparse_mp4.RestoreConfig | None = None):
+               config: sparse_mp4.RestoreConfig | None = None,
+               dropped: str = 'interpolate'):
     self.restore = restore
     self._kernels = kernels
     self.config = config
+    self.dropped = dropped
 
   def encode(self, video: np.ndarray, fps: float) -> Payload:
     p = sparse_mp4.encode(video, fps=fps)
@@ -52,11 +61,14 @@ class SparseMP4Reducer(Reducer):
       out = np.clip(np.round(out), 0, 255).astype(np.uint8)
       return out[:, :p.height, :p.width]
     kernels = default_dictionary() if self._kernels is None else self._kernels
-    config = self.config or sparse_mp4.RestoreConfig(solver=self.restore)
+    config = self.config or sparse_mp4.RestoreConfig(solver=self.restore,
+                                                     dropped=self.dropped)
     return sparse_mp4.decode(p, kernels, config=config)
 
 
 register('sparse-mp4', functools.partial(SparseMP4Reducer, 'fista'))
+register('sparse-mp4-paper',
+         functools.partial(SparseMP4Reducer, 'fista', dropped='code'))
 register('sparse-mp4-lca', functools.partial(SparseMP4Reducer, 'lca'))
 register('interp-linear', functools.partial(SparseMP4Reducer, 'linear'))
 register('interp-copy', functools.partial(SparseMP4Reducer, 'copy'))

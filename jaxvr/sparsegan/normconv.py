@@ -51,17 +51,18 @@ def _blur_axis(x: jax.Array, axis: int, sigma: float) -> jax.Array:
   n = x.shape[axis]
   pad = int(np.ceil(3 * sigma))
   size = n + 2 * pad
-  freqs = np.fft.rfftfreq(size)
-  # The transform of exp(-d^2 / 2 s^2) sampled on the integers is
-  # s sqrt(2 pi) exp(-2 pi^2 s^2 f^2) (to within aliasing, negligible for
-  # s >= 1); with zero padding of 3 s the circular product is linear.
-  response = sigma * np.sqrt(2 * np.pi) * np.exp(
-      -2 * (np.pi * sigma * freqs) ** 2)
+  # The kernel exp(-d^2 / 2 s^2), |d| <= 3 s, laid out circularly on the
+  # padded length: with 3 s of zero padding on each side the circular
+  # product equals the linear convolution with the truncated kernel.
+  d = np.minimum(np.arange(size), size - np.arange(size))
+  kernel = np.where(d <= pad, np.exp(-d.astype(np.float64) ** 2
+                                     / (2 * sigma**2)), 0.0)
+  response = np.fft.rfft(kernel).real   # the kernel is even: a real response
   widths = [(0, 0)] * x.ndim
   widths[axis] = (pad, pad)
   spectrum = jnp.fft.rfft(jnp.pad(x, widths), axis=axis)
   shape = [1] * x.ndim
-  shape[axis] = len(freqs)
+  shape[axis] = len(response)
   out = jnp.fft.irfft(spectrum * response.reshape(shape).astype(np.float32),
                       n=size, axis=axis)
   return jax.lax.slice_in_dim(out, pad, pad + n, axis=axis)
