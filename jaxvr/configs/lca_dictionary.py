@@ -42,6 +42,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 10
   c.ckpt_every = 50
   c.keep_ckpts = 2
+  c.eval_every = 50      # validation restoration PSNR on data.val_dir
+  c.tensorboard = False  # also log to <workdir>/tb
   c.n_devices = ml_collections.FieldReference(None, field_type=int)
   c.dtype = 'float32'
   # Dictionary: K kernels [K, 3, kh, kw] on a stride-s code grid.
@@ -66,7 +68,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'source': 'videos', 'clips_dir': '', 'size': 48, 'batch_size': 8,
       # Crops at the scale of the evaluation (short side 128, no resampling
       # of the crop): crop side = size / preload_short_side of the short side.
-      'preload_short_side': 128, 'num_workers': 0})
+      'preload_short_side': 128, 'max_frames_per_video': 384,
+      'cache_dir': '', 'num_workers': 0,
+      # Validation (restoration of 8-frame 64 px clips: cheap enough to run
+      # every few steps); '' = none.
+      'val_dir': '', 'val_size': 64, 'val_frames': 8})
   if arg == 'smoke':
     c.total_steps = 4
     c.log_every = 2

@@ -216,6 +216,54 @@ def make_train_step(config: ml_collections.ConfigDict, mesh):
                  out_shardings=(rep, rep))
 
 
+def make_evaluate(config: ml_collections.ConfigDict):
+  """Validation as the product decodes: Sparse MP4 restoration PSNR.
+
+  Clips of ``data.val_frames`` frames at ``data.val_size`` px (one per video
+  of ``data.val_dir``) are decimated, sent losslessly and restored with the
+  current kernels by the ``sparse-mp4`` decoder (default
+  ``RestoreConfig``). Logged: ``psnr`` and ``dropped_psnr`` (mean clip PSNR,
+  RGB; all frames and dropped frames), the same for linear interpolation of
+  the same stream (``floor_psnr``, ``floor_dropped_psnr``), and ``gain``.
+  None without a validation folder.
+  """
+  from jaxvr import evaluation
+  from jaxvr.lca import interpolate, sparse_mp4
+
+  d = config.data
+  if not d.get('val_dir'):
+    return None
+  size = int(d.get('val_size', 64))
+  clips = data_lib.validation_clips(d.val_dir, int(d.get('val_frames', 8)),
+                                    (size, size))
+  psnr = lambda a, b: evaluation.measure_quality(a, b, ('psnr',))['psnr']
+  streams = [sparse_mp4.decode_observed(sparse_mp4.encode(c)) for c in clips]
+
+  def scores(outs):
+    return (float(np.mean([psnr(c, o) for c, o in zip(clips, outs,
+                                                       strict=True)])),
+            float(np.mean([psnr(c[1::2], o[1::2]) for c, o in zip(
+                clips, outs, strict=True)])))
+
+  def to_uint8(x):
+    return np.clip(np.round(np.asarray(x)), 0, 255).astype(np.uint8)
+
+  floor, floor_dropped = scores([to_uint8(interpolate.interpolate(o, m))
+                                 for o, m in streams])
+
+  def evaluate(state):
+    kernels = np.asarray(jax.device_get(state.kernels), np.float32)
+    outs = [to_uint8(sparse_mp4.restore(o, m, kernels,
+                                        stride=config.dictionary.stride,
+                                        progress=False))
+            for o, m in streams]
+    score, dropped = scores(outs)
+    return ({'psnr': score, 'dropped_psnr': dropped, 'floor_psnr': floor,
+             'floor_dropped_psnr': floor_dropped, 'gain': score - floor}, {})
+
+  return evaluate
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         callbacks=()) -> loop.LoopResult:
   """Trains (or resumes) the dictionary in ``workdir``.
@@ -251,6 +299,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     return loop.train_loop(state, make_train_step(config, mesh), data, config,
                            workdir, mesh=mesh, checkpointer=ckpt,
                            start_step=start, callbacks=callbacks,
+                           evaluate=make_evaluate(config),
                            desc='lca dictionary')
 
 
