@@ -22,11 +22,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   sharding.maybe_initialize_distributed()
-  from jaxvr.training import autoencoder, checkpoint, loop
+  from jaxvr.training import autoencoder, checkpoint, data, loop
   loop.quiet_library_logs()
   result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
   if _EXPORT.value:
     checkpoint.save_params(_EXPORT.value, result.state.params, _CONFIG.value.model)
+    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
   print(f'finished at step {result.step}: {result.last_metrics}')
 
 

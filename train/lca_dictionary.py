@@ -25,12 +25,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   sharding.maybe_initialize_distributed()
-  from jaxvr.training import lca_dictionary, loop
+  from jaxvr.training import data, lca_dictionary, loop
   loop.quiet_library_logs()
   result = lca_dictionary.run(_CONFIG.value, _WORKDIR.value)
   kernels = result.state.kernels
   if _EXPORT.value:
     lca_dictionary.export_kernels(_EXPORT.value, kernels, _CONFIG.value)
+    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
   if _FIGURE.value:
     from jaxvr.lca import figures
     figures.save_kernel_figure(_FIGURE.value, kernels)

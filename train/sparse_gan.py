@@ -34,11 +34,12 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   sharding.maybe_initialize_distributed()
   # Imported after the distributed runtime is up.
-  from jaxvr.training import loop, sparse_gan
+  from jaxvr.training import data, loop, sparse_gan
   loop.quiet_library_logs()
   result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
   if _EXPORT.value and not result.preempted:
     sparse_gan.export_params(_EXPORT.value, result, _CONFIG.value)
+    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
   state = 'preempted at' if result.preempted else 'finished at'
   print(f'{state} step {result.step}: {result.last_metrics}')
 

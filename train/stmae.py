@@ -33,12 +33,13 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   sharding.maybe_initialize_distributed()
   # Imported after the distributed runtime is up.
-  from jaxvr.training import checkpoint, loop, stmae
+  from jaxvr.training import checkpoint, data, loop, stmae
   loop.quiet_library_logs()
   result = stmae.run(_CONFIG.value, _WORKDIR.value)
   if _EXPORT.value and not result.preempted:
     checkpoint.save_params(_EXPORT.value, result.state.params,
                            stmae.model_config(_CONFIG.value))
+    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
   state = 'preempted at' if result.preempted else 'finished at'
   print(f'{state} step {result.step}: {result.last_metrics}')
 

@@ -520,3 +520,42 @@ def validation_clips(folder: str | os.PathLike, num_frames: int,
       clip = transforms.resize_short_side_pil(clip, max(size))
       out.append(np.asarray(transforms.center_crop(clip, tuple(size))))
   return np.stack(out)
+
+
+TRAINING_RECORD = 'training_clips.json'
+
+
+def training_record_path(export: str | os.PathLike) -> pathlib.Path:
+  """Where an export's training-clip record goes.
+
+  Inside an exported folder (``<dir>/training_clips.json``), beside an
+  exported file (``<name>.training_clips.json``).
+  """
+  export = pathlib.Path(export)
+  if export.suffix:
+    return export.with_name(f'{export.stem}.{TRAINING_RECORD}')
+  return export / TRAINING_RECORD
+
+
+def write_training_record(export: str | os.PathLike, data_config,
+                          steps: int) -> pathlib.Path | None:
+  """Records which videos an exported model was fitted on.
+
+  Writes ``{"clips_dir", "steps", "clips": [{"name", "sha256"}]}`` (see
+  :func:`training_record_path`), so anyone can check that a model never saw
+  the clips it is evaluated on. Nothing is written for synthetic data.
+
+  Returns:
+    The record's path, or None.
+  """
+  if data_config.get('source', 'videos') != 'videos':
+    return None
+  path = training_record_path(export)
+  record = {'clips_dir': pathlib.Path(data_config.clips_dir).name,
+            'steps': int(steps),
+            'clips': clip_list(list_videos(data_config.clips_dir))}
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f'.{path.name}.tmp')
+  tmp.write_text(json.dumps(record, indent=1) + '\n')
+  os.replace(tmp, path)
+  return path
