@@ -1,6 +1,10 @@
 """Clip iterators and batch sharding for training."""
 
+import hashlib
+import json
+
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -125,3 +129,42 @@ def test_shard_batch_and_mesh():
   with pytest.raises(ConfigError, match='n_devices'):
     sharding.make_mesh(9)
   assert sharding.maybe_initialize_distributed(force=False) is False
+
+
+def test_preload_cache_frame_cap_and_training_record(video_folder, tmp_path):
+  path = video_folder / 'a.mp4'
+  full = data_lib.preload_video(path, 16)
+  assert full.shape == (12, 16, 21, 3)
+  capped = data_lib.preload_video(path, 16, max_frames=4, chunk=2)
+  # Two runs of 2 consecutive frames, from the start and the end.
+  np.testing.assert_array_equal(capped, full[[0, 1, 10, 11]])
+  cache = tmp_path / 'cache'
+  first = data_lib._cached_preload(path, 16, None, cache)
+  (entry,) = cache.glob('a-*.npy')
+  np.save(entry, first + 1)   # a cache hit returns the stored array
+  np.testing.assert_array_equal(data_lib._cached_preload(path, 16, None, cache),
+                                first + 1)
+  assert len(list(cache.glob('a-*.npy'))) == 1
+  data_lib._cached_preload(path, 12, None, cache)   # other settings: new entry
+  assert len(list(cache.glob('a-*.npy'))) == 2
+
+  config = ml_collections.ConfigDict({'source': 'videos',
+                                      'clips_dir': str(video_folder)})
+  record = data_lib.write_training_record(tmp_path / 'model', config, 7)
+  assert record == tmp_path / 'model' / 'training_clips.json'
+  saved = json.loads(record.read_text())
+  assert saved['steps'] == 7
+  assert [c['name'] for c in saved['clips']] == ['a.mp4', 'b.mp4']
+  assert saved['clips'][0]['sha256'] == hashlib.sha256(
+      path.read_bytes()).hexdigest()
+  assert data_lib.training_record_path(tmp_path / 'd.npz') == (
+      tmp_path / 'd.training_clips.json')
+
+
+def test_validation_clips_are_cut_like_compare(video_folder):
+  from jaxvr.compare import ClipSpec
+
+  clips = data_lib.validation_clips(video_folder, 6, (16, 16), windows=2)
+  assert clips.shape == (4, 6, 16, 16, 3) and clips.dtype == np.uint8
+  want, _ = ClipSpec(frames=6, size=16).load(video_folder / 'a.mp4')
+  np.testing.assert_array_equal(clips[0], want)

@@ -14,7 +14,7 @@ from flax.training import train_state
 
 from jaxvr.errors import ConfigError, TrainingDivergedError
 from jaxvr.training import data as data_lib
-from jaxvr.training import loop, sharding
+from jaxvr.training import loop, sharding, writers
 
 BATCH, FRAMES, SIZE = 8, 2, (8, 8)
 
@@ -78,14 +78,15 @@ def _config(**kw):
   return c
 
 
-def _run(tiny, workdir, config, step_fn=None, callbacks=()):
+def _run(tiny, workdir, config, step_fn=None, callbacks=(), evaluate=None):
   data = data_lib.SyntheticClips(FRAMES, SIZE, batch_size=BATCH, seed=3)
   with loop.open_checkpointer(workdir, config) as ckpt:
     state, start = loop.restore_or_init(ckpt, tiny['init_fn'], tiny['rep'],
                                         data)
     result = loop.train_loop(state, step_fn or tiny['step'], data, config,
                              workdir, mesh=tiny['mesh'], checkpointer=ckpt,
-                             start_step=start, callbacks=callbacks)
+                             start_step=start, callbacks=callbacks,
+                             evaluate=evaluate)
     return start, result, ckpt.all_steps()
 
 
@@ -154,3 +155,59 @@ def test_stale_log_records_are_dropped_on_resume(tiny, tmp_path):
 def test_bad_config_is_rejected(tiny, tmp_path):
   with pytest.raises(ConfigError, match='config.log_every'):
     _run(tiny, tmp_path, _config(log_every=0))
+
+
+def _evaluate(state):
+  """Validation: the loss on a fixed batch, plus a small image."""
+  x = data_lib.SyntheticClips(FRAMES, SIZE, batch_size=4, seed=99).batch_at(0)
+  x = jnp.asarray(x['video'], jnp.float32) / 255.0
+  pred = state.apply_fn({'params': state.params}, x, train=False)
+  loss = float(jnp.mean((pred - x[:, -1].mean(axis=(1, 2, 3))) ** 2))
+  return {'val_loss': loss}, {'grid': np.zeros((4, 6, 3), np.uint8)}
+
+
+def test_validation_every_k_steps_resumes_and_reaches_tensorboard(tiny,
+                                                                 tmp_path):
+  config = _config(total_steps=6, eval_every=2, tensorboard=True)
+  part = tmp_path / 'part'
+
+  def preempt(step, state, metrics):
+    del state, metrics
+    if step == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  _run(tiny, part, config, callbacks=[preempt], evaluate=_evaluate)
+  _run(tiny, part, config, evaluate=_evaluate)
+  _run(tiny, tmp_path / 'full', config, evaluate=_evaluate)
+  part_val = writers.read_jsonl(part / loop.VALIDATION_FILE)
+  full_val = writers.read_jsonl(tmp_path / 'full' / loop.VALIDATION_FILE)
+  assert [r['step'] for r in full_val] == [0, 2, 4, 6]
+  assert part_val == full_val   # resumed validation equals uninterrupted
+  assert full_val[-1]['metrics']['val_loss'] < full_val[0]['metrics'][
+      'val_loss']
+  events = list((part / loop.TENSORBOARD_DIR).glob('events.out.tfevents.*'))
+  assert events and all(e.stat().st_size > 0 for e in events)
+  # No evaluate function or eval_every=0: no validation file.
+  _run(tiny, tmp_path / 'none', _config(total_steps=2, eval_every=0),
+       evaluate=_evaluate)
+  assert not (tmp_path / 'none' / loop.VALIDATION_FILE).exists()
+
+
+def test_jsonl_writer_drops_later_and_torn_records(tmp_path):
+  w = writers.JsonlWriter(tmp_path / 'v.jsonl')
+  for step in (0, 5, 10):
+    w.scalars(step, {'psnr': 20.0 + step, 'bad': float('nan')})
+  with open(w.path, 'a') as f:
+    f.write('{"step": 15, "met')
+  w.truncate_after(5)
+  records = writers.read_jsonl(w.path)
+  assert [r['step'] for r in records] == [0, 5]
+  assert records[1]['metrics'] == {'psnr': 25.0, 'bad': None}
+
+
+def test_image_grid_layout():
+  rows = [np.ones((3, 4, 5, 3), np.float32), np.zeros((2, 4, 5, 1), np.uint8)]
+  grid = writers.image_grid(rows, gap=1)
+  assert grid.shape == (2 * 4 + 1, 3 * 5 + 2, 3) and grid.dtype == np.uint8
+  assert (grid[:4, :5] == 255).all() and (grid[5:, :5] == 0).all()
+  assert (grid[5:, 12:] == 255).all()   # short second row padded with white
