@@ -87,10 +87,14 @@ def cmd_compare(args) -> int:
   ok = [r for r in rows if 'error' not in r]
   metrics = [m for m in html.QUALITY if any(m in r for r in ok)]
   print(tables.markdown(tables.with_intervals(tables.summarize(ok, metrics), metrics)))
-  for r in rows:
-    if 'error' in r:
-      print(f'failed: {r["clip"]} / {r["reducer"]}: {r["error"]}')
+  failed = [r for r in rows if 'error' in r]
+  for r in failed:
+    print(f'failed: {r["clip"]} / {r["reducer"]}: {r["error"]}')
   print(f'wrote {report}, results.csv, results.json')
+  if failed:
+    print(f'{len(failed)} of {len(rows)} (clip, reducer) runs failed; the '
+          f'others are in the results', file=sys.stderr)
+    return 1
   return 0
 
 

@@ -3,17 +3,27 @@
 ``compare`` loads each clip at the working resolution, runs every chosen
 reducer (encode -> real bytes -> decode), measures the reconstruction
 against the original and appends one JSON line per (clip, reducer) to
-``results.jsonl`` as soon as it is known. A rerun skips the pairs already
-there, so an interrupted run resumes where it stopped. A clip that cannot
-be decoded gets an error row and the other clips go on.
+``results.jsonl`` as soon as it is known.
+
+A row's identity is the clip's content (sha256 of the file), the clip spec
+(frames, start, size), the reducer name and the metric set. A rerun into
+the same folder reuses exactly the finished rows with the same identity:
+rows of another setting are never reused, failed pairs are retried, and a
+torn last line (a crash mid-write) is skipped and reported.
+``results.json`` / ``results.csv`` then hold exactly the rows of this
+invocation, as strict JSON (a non-finite metric becomes null, with the
+reason under ``null_reasons``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import os
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -62,19 +72,74 @@ def clip_name(path) -> str:
   return pathlib.Path(path).stem
 
 
-def _done(results_path: pathlib.Path) -> dict[tuple[str, str], dict]:
-  rows = {}
+def file_sha256(path) -> str:
+  """Hex sha256 of a file's bytes (a clip's identity)."""
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _clip_names(paths: list[str], hashes: list[str]) -> list[str]:
+  """Display names: the file stem, made unique by a content prefix."""
+  stems = [clip_name(p) for p in paths]
+  return [s if stems.count(s) == 1 else f'{s}-{h[:8]}'
+          for s, h in zip(stems, hashes, strict=True)]
+
+
+def row_key(clip_sha256: str, spec: ClipSpec, reducer: str,
+            metric_names) -> str:
+  """The identity of a result row (see the module docstring)."""
+  return json.dumps([clip_sha256, spec.frames, spec.start, spec.size,
+                     reducer, sorted(metric_names)])
+
+
+def _done(results_path: pathlib.Path) -> dict[str, dict]:
+  """Finished rows of earlier runs by identity (failed rows are not done)."""
+  rows, torn = {}, 0
   if results_path.exists():
     for line in results_path.read_text().splitlines():
-      if line.strip():
+      if not line.strip():
+        continue
+      try:
         row = json.loads(line)
-        rows[(row['clip'], row['reducer'])] = row
+      except json.JSONDecodeError:
+        torn += 1
+        continue
+      if 'key' in row and 'error' not in row:
+        rows[row['key']] = row
+  if torn:
+    print(f'{results_path}: skipped {torn} unreadable line(s) (a run was '
+          f'interrupted mid-write); those pairs are run again',
+          file=sys.stderr)
   return rows
+
+
+_NULL_REASONS = {
+    'inf': 'infinite: the reconstruction equals the original',
+    'nan': 'undefined for this clip (e.g. ST-RRED needs frames of >= 72 px)',
+}
+
+
+def strict_row(row: dict) -> dict:
+  """``row`` with non-finite numbers as None, reasons under ``null_reasons``."""
+  out, reasons = {}, dict(row.get('null_reasons', {}))
+  for k, v in row.items():
+    if isinstance(v, float) and not math.isfinite(v):
+      out[k] = None
+      reasons[k] = _NULL_REASONS['nan' if math.isnan(v) else 'inf']
+    else:
+      out[k] = v
+  if reasons:
+    out['null_reasons'] = reasons
+  return out
 
 
 def _append(results_path: pathlib.Path, row: dict) -> None:
   with open(results_path, 'a') as f:
-    f.write(json.dumps(row, default=float) + '\n')
+    f.write(json.dumps(strict_row(row), default=float, allow_nan=False)
+            + '\n')
     f.flush()
     os.fsync(f.fileno())
 
@@ -102,7 +167,7 @@ def run_one(reducer: reducers.Reducer, frames: np.ndarray, fps: float,
 def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
             spec: ClipSpec = ClipSpec(), metric_names=evaluation.ALL_METRICS,
             save_outputs: bool = True, progress: bool = True) -> list[dict]:
-  """Runs every reducer on every clip; returns all result rows.
+  """Runs every reducer on every clip; returns this invocation's rows.
 
   Args:
     clips: video paths.
@@ -113,38 +178,61 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
     save_outputs: keep each decoded clip as ``outputs/<clip>/<reducer>.npz``
       for figures.
     progress: progress bars.
+
+  Returns:
+    One row per (clip, reducer) in clip then reducer order; a failed pair
+    has an ``error`` field (a clip that fails to load gives one row with
+    reducer ``'*'``). Non-finite metrics are None (see :func:`strict_row`).
   """
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   results_path = out_dir / 'results.jsonl'
   done = _done(results_path)
+  metric_names = tuple(metric_names)
   built = {name: reducers.create(name) for name in reducer_names}
+  clips = [str(c) for c in clips]
+  hashes = []
+  for path in clips:
+    try:
+      hashes.append(file_sha256(path))
+    except OSError:
+      hashes.append('unreadable:' + str(pathlib.Path(path).resolve()))
+  names = _clip_names(clips, hashes)
+  rows: list[dict] = []
   bar = tqdm(total=len(clips) * len(built), desc='compare', unit='run',
              disable=not progress)
-  for path in clips:
-    name = clip_name(path)
-    todo = [r for r in built if (name, r) not in done]
+  for path, sha, name in zip(clips, hashes, names, strict=True):
+    keys = {r: row_key(sha, spec, r, metric_names) for r in built}
+    todo = [r for r in built if keys[r] not in done]
+    finished = [done[keys[r]] for r in built if keys[r] in done]
     bar.update(len(built) - len(todo))
     if not todo:
+      rows += finished
       continue
     try:
       frames, fps = spec.load(path)
     except errors.JaxvrError as err:
-      row = {'clip': name, 'reducer': '*', 'error': str(err)}
-      if (name, '*') not in done:
-        _append(results_path, row)
-        done[(name, '*')] = row
+      rows += finished
+      rows.append({'clip': name, 'clip_path': path, 'reducer': '*',
+                   'error': str(err)})
       bar.update(len(todo))
       continue
     clip_dir = out_dir / 'outputs' / name
     if save_outputs:
       clip_dir.mkdir(parents=True, exist_ok=True)
-      np.savez_compressed(clip_dir / 'original.npz', video=frames)
-    for rname in todo:
+      tmp = clip_dir / '.original.tmp.npz'
+      np.savez_compressed(tmp, video=frames)
+      os.replace(tmp, clip_dir / 'original.npz')
+    for rname in built:
+      if keys[rname] in done:
+        rows.append(done[keys[rname]])
+        continue
       bar.set_postfix_str(f'{name}: {rname}')
       reducer = built[rname]
-      base = {'clip': name, 'reducer': rname, 'frames': frames.shape[0],
-              'height': frames.shape[1], 'width': frames.shape[2], 'fps': fps}
+      base = {'key': keys[rname], 'clip': name, 'clip_path': path,
+              'clip_sha256': sha, 'reducer': rname,
+              'frames': frames.shape[0], 'height': frames.shape[1],
+              'width': frames.shape[2], 'fps': fps}
       try:
         row, out, _ = run_one(reducer, frames, fps, metric_names)
         if save_outputs:
@@ -154,12 +242,11 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
           os.replace(tmp, clip_dir / f'{rname}.npz')
       except errors.JaxvrError as err:
         row = {'error': str(err)}
-      row = {**base, **row}
+      row = strict_row({**base, **row})
       _append(results_path, row)
-      done[(name, rname)] = row
+      rows.append(row)
       bar.update(1)
   bar.close()
-  rows = list(done.values())
   write_tables(rows, out_dir)
   return rows
 
@@ -169,6 +256,8 @@ def write_tables(rows: list[dict], out_dir) -> None:
   from jaxvr.report import tables
 
   out_dir = pathlib.Path(out_dir)
+  rows = [strict_row(r) for r in rows]
   atomic_write(out_dir / 'results.json',
-                json.dumps(rows, indent=1, default=float).encode())
+               json.dumps(rows, indent=1, default=float,
+                          allow_nan=False).encode())
   atomic_write(out_dir / 'results.csv', tables.to_csv(rows).encode())

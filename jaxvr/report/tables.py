@@ -21,7 +21,7 @@ _COLUMNS = {
 
 
 def _fmt(key: str, value) -> str:
-  if isinstance(value, float) and math.isnan(value):
+  if value is None or (isinstance(value, float) and math.isnan(value)):
     return '-'
   if isinstance(value, bool) or not isinstance(value, int | float):
     return str(value)
@@ -65,7 +65,8 @@ def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95,
   """Percentile bootstrap interval of the mean of ``values``."""
   import numpy as np
 
-  v = np.asarray([x for x in values if np.isfinite(x)], np.float64)
+  v = np.asarray([x for x in values if x is not None and np.isfinite(x)],
+                 np.float64)
   if v.size == 0:
     return float('nan'), float('nan')
   if v.size == 1:
@@ -80,7 +81,9 @@ def summarize(rows: list[dict], metrics: list[str]) -> list[dict]:
   """Per reducer: mean over clips of bpp and each metric, with 95% intervals.
 
   Rows with an 'error' are left out. Each output row has ``reducer``,
-  ``clips``, ``<m>`` (mean) and ``<m>_lo``/``<m>_hi`` (bootstrap interval).
+  ``clips``, ``<m>`` (mean over the clips where ``m`` is finite),
+  ``<m>_n`` (how many clips that is) and ``<m>_lo``/``<m>_hi`` (bootstrap
+  interval).
   """
   import numpy as np
 
@@ -92,12 +95,13 @@ def summarize(rows: list[dict], metrics: list[str]) -> list[dict]:
   for name, group in by.items():
     summary = {'reducer': name, 'clips': len(group)}
     for m in ['bpp', *metrics]:
-      vals = [r[m] for r in group if m in r]
-      if not vals:
+      if not any(m in r for r in group):
         continue
-      finite = [v for v in vals if np.isfinite(v)]
+      finite = [r[m] for r in group
+                if r.get(m) is not None and np.isfinite(r[m])]
       summary[m] = float(np.mean(finite)) if finite else float('nan')
-      summary[f'{m}_lo'], summary[f'{m}_hi'] = bootstrap_ci(vals)
+      summary[f'{m}_n'] = len(finite)
+      summary[f'{m}_lo'], summary[f'{m}_hi'] = bootstrap_ci(finite)
     out.append(summary)
   return sorted(out, key=lambda r: r.get('bpp', 0.0))
 
@@ -111,8 +115,10 @@ def with_intervals(summary: list[dict], metrics: list[str]) -> list[dict]:
       if m in s:
         name, fmt = _COLUMNS.get(m, (m, '{:.4g}'))
         cell = fmt.format(s[m])
-        if s['clips'] > 1:
+        if s.get(f'{m}_n', s['clips']) > 1:
           cell += f' [{fmt.format(s[m + "_lo"])}, {fmt.format(s[m + "_hi"])}]'
+        if s.get(f'{m}_n', s['clips']) < s['clips']:
+          cell += f' (n={s[m + "_n"]})'
         row[m] = cell
     rows.append(row)
   return rows
