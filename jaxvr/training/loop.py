@@ -184,40 +184,19 @@ class _SigtermFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def _record_step(line: str) -> int | None:
-  """The step of a JSONL record; None for a blank or cut-off line."""
-  try:
-    return int(json.loads(line)['step'])
-  except (ValueError, KeyError, TypeError):
-    return None
-
-
 class _MetricsLog:
   """Pending on-device metrics, averaged and written to JSONL on flush."""
 
   def __init__(self, path: pathlib.Path, start_step: int, write: bool):
-    self._path = path
-    self._write = write
+    self._file = writers_lib.JsonlWriter(path) if write else None
     self._pending: list[tuple[int, dict]] = []
     self._t0 = time.time()
     self._window_start = time.time()
     self.last: dict = {}
-    if write:
-      path.parent.mkdir(parents=True, exist_ok=True)
-      self._truncate_after(start_step)
-
-  def _truncate_after(self, step: int) -> None:
-    """Drops records past ``step`` (left by a run that died before saving)."""
-    if not self._path.exists():
-      return
-    lines = self._path.read_text().splitlines()
-    steps = [_record_step(ln) for ln in lines]
-    kept = [ln for ln, s in zip(lines, steps, strict=True)
-            if s is not None and s <= step]
-    if len(kept) != len(lines):
-      tmp = self._path.with_name(self._path.name + '.tmp')
-      tmp.write_text(''.join(ln + '\n' for ln in kept))
-      os.replace(tmp, self._path)
+    if self._file is not None:
+      # Drops records past the restored step (left by a run that died
+      # before saving), so a resumed log equals an uninterrupted one.
+      self._file.truncate_after(start_step)
 
   def add(self, step: int, metrics: dict) -> None:
     self._pending.append((step, metrics))
@@ -248,9 +227,8 @@ class _MetricsLog:
         'metrics': averaged,
     }
     self._window_start = now
-    if self._write:
-      with open(self._path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
+    if self._file is not None:
+      self._file.record(record)
     self.last = averaged
     return record
 
