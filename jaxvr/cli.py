@@ -74,7 +74,7 @@ def cmd_codecs(args) -> int:
 def cmd_compare(args) -> int:
   """Every chosen reducer on every clip, with tables and an HTML report."""
   from jaxvr import compare, evaluation
-  from jaxvr.report import html, tables
+  from jaxvr.report import html, rates, tables
 
   names = args.reducers.split(',') if args.reducers else list(compare.DEFAULT_REDUCERS)
   metric_names = [m for m in evaluation.ALL_METRICS
@@ -86,7 +86,13 @@ def cmd_compare(args) -> int:
   report = html.write_report(args.out, rows)
   ok = [r for r in rows if 'error' not in r]
   metrics = [m for m in html.QUALITY if any(m in r for r in ok)]
-  print(tables.markdown(tables.with_intervals(tables.summarize(ok, metrics), metrics)))
+  summary = tables.summarize(ok, metrics)
+  print(tables.markdown(tables.with_intervals(summary, metrics)))
+  equivalents = rates.rate_equivalents(summary)
+  if any(len(e) > 2 for e in equivalents):
+    print('\nCodec rate for the same mean quality (ratio = method bpp / '
+          'codec bpp):')
+    print(tables.markdown(equivalents))
   failed = [r for r in rows if 'error' in r]
   for r in failed:
     print(f'failed: {r["clip"]} / {r["reducer"]}: {r["error"]}')

@@ -14,7 +14,7 @@ import pathlib
 import numpy as np
 
 from jaxvr import codecs
-from jaxvr.report import plots, tables
+from jaxvr.report import plots, rates, tables
 from jaxvr.video.io import atomic_write
 
 QUALITY = ['psnr', 'psnr_y', 'ssim_y', 'strred', 'strred_ssn', 'vmaf']
@@ -88,6 +88,22 @@ def write_report(out_dir, rows: list[dict], *, title: str = 'jaxvr comparison',
       'intervals of the mean over clips.</p>')
   parts.append('<h2>Summary (mean over clips)</h2>')
   parts.append(_table(tables.with_intervals(summary, metrics)))
+  equivalents = rates.rate_equivalents(summary)
+  if equivalents and any(len(e) > 2 for e in equivalents):
+    parts.append(
+        '<h2>What the rate buys</h2><p class="note">For each method, the bits '
+        'per pixel x264 and SVT-AV1 need for the same mean quality '
+        '(interpolated in log rate along their measured curves), and the '
+        'ratio method / codec: above 1, the codec reaches the same quality '
+        'with fewer bits. "&lt;range" / "&gt;range": the quality lies below '
+        '/ above the codec\'s measured curve.</p>')
+    parts.append(_table(equivalents))
+  bd = rates.bd_rates(summary)
+  if bd:
+    parts.append('<p class="note">Bjontegaard delta rate of the codec curves '
+                 'against x264, percent (negative: fewer bits for the same '
+                 'quality).</p>')
+    parts.append(_table(bd))
   parts.append('<h2>Rate-distortion</h2><div class="row">')
   for m in metrics:
     parts.append(_img(plots.rd_curves(summary, m), f'RD curve {m}'))
