@@ -86,6 +86,7 @@ def cmd_compare(args) -> int:
   report = html.write_report(args.out, rows)
   ok = [r for r in rows if 'error' not in r]
   metrics = [m for m in html.QUALITY if any(m in r for r in ok)]
+  metrics += tables.group_metrics(ok)
   summary = tables.summarize(ok, metrics)
   print(tables.markdown(tables.with_intervals(summary, metrics)))
   equivalents = rates.rate_equivalents(summary)

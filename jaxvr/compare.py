@@ -159,6 +159,10 @@ def run_one(reducer: reducers.Reducer, frames: np.ndarray, fps: float,
   row = {'bytes': payload.size, 'bpp': 8.0 * payload.size / (t * h * w),
          'encode_s': t1 - t0, 'decode_s': t2 - t1}
   row.update(evaluation.measure_quality(frames, out, metric_names))
+  for group, idx in reducer.frame_groups(t).items():
+    if len(idx):
+      row[f'psnr_{group}'] = evaluation.measure_quality(
+          frames[idx], out[idx], ('psnr',))['psnr']
   row.update({f'meta_{k}': v for k, v in payload.meta.items()
               if isinstance(v, int | float | str)})
   return row, out, payload

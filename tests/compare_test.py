@@ -43,6 +43,9 @@ def test_rows_are_keyed_on_content_spec_reducer_and_metrics(clips, tmp_path):
   rows = compare.compare(clips, tmp_path, reducer_names=REDUCERS, spec=SPEC,
                          metric_names=METRICS, progress=False)
   assert len(rows) == 6 and not any('error' in r for r in rows)
+  for r in rows:   # kept and dropped frames measured separately too
+    lo, hi = sorted((r['psnr_kept'], r['psnr_dropped']))
+    assert lo <= r['psnr'] <= hi
   names = {r['clip'] for r in rows}
   assert len(names) == 3 and 'other' in names   # same stem, made distinct
   assert len(list((tmp_path / 'outputs').iterdir())) == 3

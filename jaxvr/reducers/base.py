@@ -50,6 +50,15 @@ class Reducer(abc.ABC):
     """Arrays worth showing in a report (masks, significance maps), if any."""
     return {}
 
+  def frame_groups(self, n_frames: int) -> dict[str, np.ndarray]:
+    """Frame indices measured separately as well (e.g. kept vs dropped).
+
+    The runner reports ``psnr_<group>`` for each group beside the metrics
+    over all frames. None by default.
+    """
+    del n_frames
+    return {}
+
 
 _REGISTRY: dict[str, Callable[..., Reducer]] = {}
 # Modules that register reducers when imported.

@@ -49,6 +49,11 @@ class SparseMP4Reducer(Reducer):
     self.config = config
     self.dropped = dropped
 
+  def frame_groups(self, n_frames: int) -> dict[str, np.ndarray]:
+    """Kept (0, 2, ...) and dropped (1, 3, ...) frames."""
+    return {'kept': np.arange(0, n_frames, 2),
+            'dropped': np.arange(1, n_frames, 2)}
+
   def encode(self, video: np.ndarray, fps: float) -> Payload:
     p = sparse_mp4.encode(video, fps=fps)
     return Payload(p.to_bytes(), {'layout': p.layout, 'parity': p.parity})

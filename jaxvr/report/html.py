@@ -77,7 +77,7 @@ def write_report(out_dir, rows: list[dict], *, title: str = 'jaxvr comparison',
   ok = [r for r in rows if 'error' not in r]
   failed = [r for r in rows if 'error' in r]
   metrics = [m for m in QUALITY if any(m in r for r in ok)]
-  summary = tables.summarize(ok, metrics)
+  summary = tables.summarize(ok, metrics + tables.group_metrics(ok))
   parts = [f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
            f'</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>']
   clips = sorted({r['clip'] for r in rows})
@@ -87,7 +87,8 @@ def write_report(out_dir, rows: list[dict], *, title: str = 'jaxvr comparison',
       'ST-RRED-SSN are distortions: lower is better. Intervals are 95% bootstrap '
       'intervals of the mean over clips.</p>')
   parts.append('<h2>Summary (mean over clips)</h2>')
-  parts.append(_table(tables.with_intervals(summary, metrics)))
+  parts.append(_table(tables.with_intervals(
+      summary, metrics + tables.group_metrics(ok))))
   equivalents = rates.rate_equivalents(summary)
   if equivalents and any(len(e) > 2 for e in equivalents):
     parts.append(

@@ -13,6 +13,8 @@ _COLUMNS = {
   'bpp': ('bpp', '{:.3f}'),
   'psnr': ('PSNR RGB dB', '{:.2f}'),
   'psnr_y': ('PSNR Y dB', '{:.2f}'),
+  'psnr_kept': ('PSNR kept frames', '{:.2f}'),
+  'psnr_dropped': ('PSNR dropped frames', '{:.2f}'),
   'ssim_y': ('SSIM Y', '{:.4f}'),
   'strred': ('ST-RRED (lower better)', '{:.2f}'),
   'strred_ssn': ('ST-RRED-SSN (lower better)', '{:.3f}'),
@@ -58,6 +60,14 @@ def to_csv(rows: list[dict], columns: list[str] | None = None) -> str:
   writer.writeheader()
   writer.writerows(rows)
   return buf.getvalue()
+
+
+def group_metrics(rows: list[dict]) -> list[str]:
+  """Per-frame-group metrics present in ``rows`` (``psnr_kept``, ...)."""
+  known = {'psnr_y'}
+  return sorted({k for r in rows for k in r
+                 if k.startswith('psnr_') and k not in known
+                 and not k.endswith(('_lo', '_hi', '_n'))})
 
 
 def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95,
