@@ -58,3 +58,18 @@ def test_smoke_training_runs_and_resumes(tmp_path):
     config.total_steps = 6
   resumed = ae_train.run(config, tmp_path)
   assert resumed.step == 6
+
+
+def test_untrained_residual_model_is_box_down_bicubic_up():
+  config = ae.AEConfig(width=8, blocks=1, residual=True)
+  params = ae.init_params(config, jax.random.key(3), size=16)
+  pairs = jax.random.uniform(jax.random.key(4), (2, 2, 16, 20, 3))
+  model = ae.BottleneckAE(config)
+  latent = model.apply({'params': params}, pairs, method='encode')
+  box = pairs.reshape(2, 2, 8, 2, 10, 2, 3).mean(axis=(3, 5))
+  np.testing.assert_allclose(latent, jnp.moveaxis(box, 1, -2).reshape(
+      2, 8, 10, 6), atol=1e-6)
+  out = model.apply({'params': params}, latent, method='decode')
+  up = jnp.clip(jax.image.resize(latent, (2, 16, 20, 6), 'cubic'), 0, 1)
+  np.testing.assert_allclose(out, jnp.moveaxis(up.reshape(2, 16, 20, 2, 3),
+                                               -2, 1), atol=1e-6)
