@@ -40,6 +40,18 @@ def test_bd_rate_of_a_curve_at_half_the_rate():
   assert row['bd_rate_psnr'] == pytest.approx(-50.0, abs=0.5)
 
 
+def test_bd_rate_is_left_out_without_enough_overlap():
+  summary = [r for r in _summary() if not r['reducer'].startswith('av1')]
+  # PSNR: barely overlaps x264's (24-42 dB); VMAF: x264's at half the rate.
+  summary += [{'reducer': f'av1-crf{c}', 'bpp': b / 2, 'psnr': q,
+               'vmaf': 80.0 + 10 * b}
+              for c, b, q in ((55, 0.1, 40.0), (45, 0.2, 44.0),
+                              (35, 0.4, 48.0), (25, 0.8, 52.0))]
+  (row,) = rates.bd_rates(summary, metrics=('psnr', 'vmaf'))
+  assert row['bd_rate_psnr'] is None
+  assert row['bd_rate_vmaf'] == pytest.approx(-50.0, abs=0.5)
+
+
 def test_curve_needs_two_points():
   assert rates.equivalent_bpp([(0.1, 30.0)], 30.0) == (None, 'below')
   assert rates.equivalent_bpp([], 30.0)[0] is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 
@@ -105,8 +106,8 @@ def bd_rates(summary: list[dict], anchor: str = 'x264',
   """Bjontegaard delta rate (percent) of each codec family against ``anchor``.
 
   Negative: fewer bits than the anchor for the same quality. Families with
-  fewer than 3 points on a metric, or curves that do not overlap enough,
-  get None.
+  fewer than 3 points on a metric, or whose curve overlaps the anchor's on
+  less than 75 % of the quality range, get None.
   """
   import bjontegaard
 
@@ -120,12 +121,19 @@ def bd_rates(summary: list[dict], anchor: str = 'x264',
                    codec_curve(summary, family, metric))
       value = None
       if len(ref) >= 3 and len(test) >= 3:
-        try:
-          value = float(bjontegaard.bd_rate(
-              [p[0] for p in ref], [p[1] for p in ref],
-              [p[0] for p in test], [p[1] for p in test],
-              method='pchip', require_matching_points=False))
-        except (ValueError, AssertionError):
+        # The package warns (and still answers) when the curves overlap on
+        # less than 75 % of their quality range; such a delta is an
+        # extrapolation, so it is left out.
+        with warnings.catch_warnings(record=True) as caught:
+          warnings.simplefilter('always')
+          try:
+            value = float(bjontegaard.bd_rate(
+                [p[0] for p in ref], [p[1] for p in ref],
+                [p[0] for p in test], [p[1] for p in test],
+                method='pchip', require_matching_points=False))
+          except (ValueError, AssertionError):
+            value = None
+        if any('overlap' in str(w.message) for w in caught):
           value = None
       entry[f'bd_rate_{metric}'] = value
     if any(entry[f'bd_rate_{m}'] is not None for m in metrics):
