@@ -43,9 +43,10 @@ METHOD_REDUCERS = (
     'bottleneck-ae',
 )
 CODEC_REDUCERS = (
-    'x264-crf23', 'x264-crf28', 'x264-crf33', 'x264-crf38',
+    'x264-crf23', 'x264-crf28', 'x264-crf33', 'x264-crf38', 'x264-crf43',
+    'x264-crf48',
     'x265-crf25', 'x265-crf30', 'x265-crf35',
-    'av1-crf35', 'av1-crf45', 'av1-crf55',
+    'av1-crf35', 'av1-crf45', 'av1-crf55', 'av1-crf63',
     'x264-crf3-444', 'x264-crf4-444',
 )
 DEFAULT_REDUCERS = METHOD_REDUCERS + CODEC_REDUCERS

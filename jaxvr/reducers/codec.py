@@ -42,9 +42,9 @@ class CodecReducer(Reducer):
 for _crf in (3, 4):
   register(f'x264-crf{_crf}-444',
            functools.partial(CodecReducer, 'libx264', _crf, 'yuv444p'))
-for _crf in (18, 23, 28, 33, 38):
+for _crf in (18, 23, 28, 33, 38, 43, 48):
   register(f'x264-crf{_crf}', functools.partial(CodecReducer, 'libx264', _crf))
 for _crf in (20, 25, 30, 35, 40):
   register(f'x265-crf{_crf}', functools.partial(CodecReducer, 'libx265', _crf))
-for _crf in (25, 35, 45, 55):
+for _crf in (25, 35, 45, 55, 63):
   register(f'av1-crf{_crf}', functools.partial(CodecReducer, 'libsvtav1', _crf))
