@@ -9,7 +9,7 @@ from jaxvr import autoencoder as ae
 from jaxvr import errors
 from jaxvr.configs import autoencoder as ae_config
 from jaxvr.training import autoencoder as ae_train
-from jaxvr.training import loop
+from jaxvr.training import loop, writers
 
 CFG = ae.AEConfig(width=8, blocks=1)
 
@@ -73,3 +73,21 @@ def test_untrained_residual_model_is_box_down_bicubic_up():
   up = jnp.clip(jax.image.resize(latent, (2, 16, 20, 6), 'cubic'), 0, 1)
   np.testing.assert_allclose(out, jnp.moveaxis(up.reshape(2, 16, 20, 2, 3),
                                                -2, 1), atol=1e-6)
+
+
+def test_validation_logs_psnr_beside_linear_interpolation(tmp_path,
+                                                          val_folder):
+  config = ae_config.get_config('smoke')
+  with config.unlocked():
+    config.total_steps = 2
+    config.eval_every = 2
+    config.data.val_dir = str(val_folder)
+    config.data.val_size = 16
+    config.data.val_frames = 4
+  ae_train.run(config, tmp_path)
+  records = writers.read_jsonl(tmp_path / loop.VALIDATION_FILE)
+  assert [r['step'] for r in records] == [0, 2]
+  for r in records:
+    m = r['metrics']
+    assert m['gain'] == pytest.approx(m['psnr'] - m['floor_psnr'])
+    assert 15 < m['floor_psnr'] < 60 and 10 < m['psnr'] < 60

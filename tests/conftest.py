@@ -46,3 +46,19 @@ def metrics_ref(fixtures_dir) -> dict:
   """Every array of the metric reference fixture (skvideo, MATLAB, skimage)."""
   with np.load(fixtures_dir / 'metrics_ref_a.npz') as z:
     return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope='session')
+def val_folder(tmp_path_factory) -> pathlib.Path:
+  """Two small real videos standing in for a validation folder."""
+  from jaxvr.video import io as video_io
+
+  folder = tmp_path_factory.mktemp('val')
+  t, y, x = np.meshgrid(np.arange(8), np.arange(24), np.arange(32),
+                        indexing='ij')
+  for i, name in enumerate(('a.mp4', 'b.mp4')):
+    chans = [np.sin(0.25 * y + 0.15 * x + (0.4 + 0.2 * i) * t + p)
+             for p in (0.0, 1.5, 3.0)]
+    video = np.round(127.5 + 110 * np.stack(chans, -1)).astype(np.uint8)
+    video_io.write_video(folder / name, video, lossless=True)
+  return folder

@@ -10,7 +10,7 @@ from jaxvr.configs import lca_dictionary as cfg_lib
 from jaxvr.errors import ConfigError, ShapeError
 from jaxvr.lca import figures, sparse_mp4
 from jaxvr.training import lca_dictionary as trainer
-from jaxvr.training import loop
+from jaxvr.training import loop, writers
 
 
 def _config(total_steps=4, **inference):
@@ -121,3 +121,19 @@ def test_export_and_figure(full_run, tmp_path):
   assert png.shape == (2 * image.shape[0], 2 * image.shape[1])
   with pytest.raises(ShapeError, match='kernels'):
     figures.kernel_mosaic(np.zeros((3, 2, 2)))
+
+
+def test_validation_restores_with_the_current_kernels(tmp_path, val_folder):
+  c = _config(total_steps=2)
+  c.eval_every = 2
+  c.data.val_dir = str(val_folder)
+  c.data.val_size = 16
+  c.data.val_frames = 4
+  trainer.run(c, tmp_path)
+  records = writers.read_jsonl(tmp_path / loop.VALIDATION_FILE)
+  assert [r['step'] for r in records] == [0, 2]
+  m = records[-1]['metrics']
+  assert set(m) == {'psnr', 'dropped_psnr', 'floor_psnr',
+                    'floor_dropped_psnr', 'gain'}
+  assert m['gain'] == pytest.approx(m['psnr'] - m['floor_psnr'])
+  assert all(10 < v < 80 for k, v in m.items() if k != 'gain')

@@ -10,7 +10,7 @@ import pytest
 from jaxvr.configs import sparse_gan as configs
 from jaxvr.errors import ConfigError
 from jaxvr.sparsegan import inference
-from jaxvr.training import checkpoint, loop
+from jaxvr.training import checkpoint, loop, writers
 from jaxvr.training import sparse_gan as trainer
 from jaxvr.video import io as video_io
 
@@ -130,3 +130,22 @@ def test_video_folder_source_and_config_errors(tmp_path):
   bad.model.spatial_padding = 'VALID'
   with pytest.raises(ConfigError, match='VALID'):
     trainer.run(bad, tmp_path / 'bad')
+
+
+def test_validation_measures_the_decoder_against_its_floor(tmp_path,
+                                                           val_folder):
+  config = _smoke('random5', 'residual')
+  config.total_steps = 2
+  config.eval_every = 2
+  config.data.val_dir = str(val_folder)
+  config.data.val_size = 16
+  config.data.val_frames = 4
+  trainer.run(config, tmp_path)
+  records = writers.read_jsonl(tmp_path / loop.VALIDATION_FILE)
+  assert [r['step'] for r in records] == [0, 2]
+  first = records[0]['metrics']
+  # An untrained residual inpainter decodes exactly to the floor.
+  assert first['psnr'] == pytest.approx(first['floor_psnr'])
+  assert first['gain'] == pytest.approx(0.0, abs=1e-9)
+  last = records[1]['metrics']
+  assert last['floor_psnr'] == first['floor_psnr'] and last['psnr'] > 10

@@ -88,12 +88,9 @@ def make_evaluate(model_cfg, config):
   from jaxvr import evaluation, reducers
   from jaxvr.training import writers
 
-  d = config.data
-  if not d.get('val_dir'):
+  clips = data_lib.validation_clips_from_config(config.data, 112, 16)
+  if clips is None:
     return None
-  size = int(d.get('val_size', 112))
-  clips = data_lib.validation_clips(d.val_dir, int(d.get('val_frames', 16)),
-                                    (size, size))
   psnr = lambda a, b: evaluation.measure_quality(a, b, ('psnr',))['psnr']
   interp = reducers.create('interp-linear')
   floor = float(np.mean([psnr(c, interp.decode(interp.encode(c, 24.0)))

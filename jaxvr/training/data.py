@@ -559,3 +559,19 @@ def write_training_record(export: str | os.PathLike, data_config,
   tmp.write_text(json.dumps(record, indent=1) + '\n')
   os.replace(tmp, path)
   return path
+
+
+def validation_clips_from_config(data_config, size: int,
+                                 num_frames: int) -> np.ndarray | None:
+  """:func:`validation_clips` of ``data_config.val_dir``, one per video.
+
+  Frame size and clip length come from ``data_config.val_size`` and
+  ``val_frames`` when set, else from the trainer's defaults given here.
+  None when no validation folder is configured.
+  """
+  d = data_config
+  if not d.get('val_dir'):
+    return None
+  size = int(d.get('val_size', size))
+  return validation_clips(d.val_dir, int(d.get('val_frames', num_frames)),
+                          (size, size))

@@ -230,12 +230,9 @@ def make_evaluate(config: ml_collections.ConfigDict):
   from jaxvr import evaluation
   from jaxvr.lca import interpolate, sparse_mp4
 
-  d = config.data
-  if not d.get('val_dir'):
+  clips = data_lib.validation_clips_from_config(config.data, 64, 8)
+  if clips is None:
     return None
-  size = int(d.get('val_size', 64))
-  clips = data_lib.validation_clips(d.val_dir, int(d.get('val_frames', 8)),
-                                    (size, size))
   psnr = lambda a, b: evaluation.measure_quality(a, b, ('psnr',))['psnr']
   streams = [sparse_mp4.decode_observed(sparse_mp4.encode(c)) for c in clips]
 

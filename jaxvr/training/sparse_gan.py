@@ -235,12 +235,9 @@ def make_evaluate(config: ml_collections.ConfigDict, models: ts.Models):
   from jaxvr.sparsegan import inference, normconv
   from jaxvr.training import writers
 
-  d = config.data
-  if not d.get('val_dir'):
+  clips = data_lib.validation_clips_from_config(config.data, 112, 16)
+  if clips is None:
     return None
-  size = int(d.get('val_size', 112))
-  clips = data_lib.validation_clips(d.val_dir, int(d.get('val_frames', 16)),
-                                    (size, size))
   learned = models.mask is not None
   fixed_masks = None if learned else [
       inference.random_video_mask(c.shape[:3], float(config.model.density))
