@@ -13,20 +13,17 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import matplotlib.patches
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use('Agg')
-import matplotlib.patches  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from jaxvr.errors import ShapeError  # noqa: E402
-from jaxvr.video.tubes import chunk_bounds  # noqa: E402
+from jaxvr.errors import ShapeError
+from jaxvr.video.tubes import chunk_bounds
 
 
 def _png(fig) -> bytes:
   buf = io.BytesIO()
   fig.savefig(buf, format='png', dpi=100, bbox_inches='tight')
-  plt.close(fig)
   return buf.getvalue()
 
 
@@ -106,8 +103,8 @@ def significance_figure(frames: np.ndarray, significance: np.ndarray, *,
   upsampled = upsampled[:, :, np.searchsorted(wb, np.arange(frames.shape[2]),
                                               'right') - 1]
   starts = _frame_of_chunk(frames, t_chunks)
-  fig, axes = plt.subplots(3, t_chunks, figsize=(1.6 * t_chunks + 0.8, 5.2),
-                           squeeze=False)
+  fig = Figure(figsize=(1.6 * t_chunks + 0.8, 5.2))
+  axes = fig.subplots(3, t_chunks, squeeze=False)
   vmin, vmax = float(s.min()), float(s.max())
   for i, f in enumerate(starts):
     img = frames[f]
@@ -167,7 +164,8 @@ def mask_ratio_figure(maps: dict[float, np.ndarray], title: str = '') -> bytes:
   for v in values:
     span = v.max() - v.min()
     normed.append((v - v.min()) / span if span > 0 else np.zeros_like(v))
-  fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.4))
+  fig = Figure(figsize=(8.0, 3.4))
+  axes = fig.subplots(1, 2)
   labels = [f'{r:g}' for r in ratios]
   for ax, data, ylabel in ((axes[0], values, 'chunk significance (loss)'),
                            (axes[1], normed, 'min-max normalised')):

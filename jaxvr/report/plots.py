@@ -1,7 +1,7 @@
 """Figures: rate-distortion curves, frame grids and significance heatmaps.
 
-Every function draws into a new matplotlib figure (Agg backend, no screen
-needed) and returns PNG bytes, so callers can write or embed them.
+Every function draws into its own matplotlib `Figure` (no pyplot state, no
+global backend, no screen) and returns PNG bytes to write or embed.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ import io
 import re
 
 import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
 METRIC_LABELS = {
   'psnr': 'PSNR RGB (dB, higher is better)',
@@ -38,7 +36,6 @@ def family(reducer: str) -> str:
 def _png(fig) -> bytes:
   buf = io.BytesIO()
   fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
-  plt.close(fig)
   return buf.getvalue()
 
 
@@ -49,14 +46,15 @@ def rd_curves(rows: list[dict], metric: str, title: str = '') -> bytes:
     rows: result rows with 'reducer', 'bpp' and ``metric`` (typically means
       over clips).
   """
-  fig, ax = plt.subplots(figsize=(4.8, 3.4))
+  fig = Figure(figsize=(4.8, 3.4))
+  ax = fig.subplots()
   groups: dict[str, list[tuple[float, float]]] = {}
   for row in rows:
     value = row.get(metric)
     if value is None or not np.isfinite(value) or 'bpp' not in row:
       continue
     groups.setdefault(family(row['reducer']), []).append((row['bpp'], value))
-  colors = plt.get_cmap('tab20').colors
+  colors = matplotlib.colormaps['tab20'].colors
   markers = 'osD^vPX*'
   for i, (name, points) in enumerate(sorted(groups.items())):
     points.sort()
@@ -86,8 +84,8 @@ def frame_grid(rows_of_frames: dict[str, np.ndarray], frame_ids, title: str = ''
     frame_ids: which frames to show (columns).
   """
   n_rows, n_cols = len(rows_of_frames), len(frame_ids)
-  fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.9 * n_cols, 1.9 * n_rows),
-                           squeeze=False)
+  fig = Figure(figsize=(1.9 * n_cols, 1.9 * n_rows))
+  axes = fig.subplots(n_rows, n_cols, squeeze=False)
   for r, (label, vid) in enumerate(rows_of_frames.items()):
     for c, t in enumerate(frame_ids):
       ax = axes[r][c]
@@ -116,7 +114,8 @@ def heatmap(grid: np.ndarray, title: str = '', label: str = 'significance') -> b
   """A ``[t', h', w']`` chunk map as one heatmap panel per temporal chunk."""
   grid = np.asarray(grid, np.float64)
   n = grid.shape[0]
-  fig, axes = plt.subplots(1, n, figsize=(1.8 * n + 0.8, 2.0), squeeze=False)
+  fig = Figure(figsize=(1.8 * n + 0.8, 2.0))
+  axes = fig.subplots(1, n, squeeze=False)
   vmin, vmax = float(np.nanmin(grid)), float(np.nanmax(grid))
   for i in range(n):
     im = axes[0][i].imshow(grid[i], cmap='inferno', vmin=vmin, vmax=vmax)
@@ -131,7 +130,8 @@ def heatmap(grid: np.ndarray, title: str = '', label: str = 'significance') -> b
 
 def histograms(samples: dict[str, np.ndarray], xlabel: str, bins: int = 40) -> bytes:
   """Overlaid normalised histograms, one per named sample set."""
-  fig, ax = plt.subplots(figsize=(5.6, 3.6))
+  fig = Figure(figsize=(5.6, 3.6))
+  ax = fig.subplots()
   hi = max(float(np.percentile(v, 99.5)) for v in samples.values())
   edges = np.linspace(0, hi, bins + 1)
   for name, values in samples.items():

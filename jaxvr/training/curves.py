@@ -44,10 +44,7 @@ def plot_run(workdir: str | os.PathLike, out: str | os.PathLike, *,
   Raises:
     ConfigError: if the run has no record of the requested metrics.
   """
-  import matplotlib
-  from matplotlib.figure import Figure
-
-  del matplotlib  # Figure() needs no pyplot and no global backend.
+  from matplotlib.figure import Figure  # no pyplot, no global backend
   workdir = pathlib.Path(workdir)
   train = writers.read_jsonl(workdir / 'metrics.jsonl')
   val = writers.read_jsonl(workdir / 'validation.jsonl')
