@@ -18,7 +18,6 @@ reason under ``null_reasons``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -71,15 +70,6 @@ class ClipSpec:
 
 def clip_name(path) -> str:
   return pathlib.Path(path).stem
-
-
-def file_sha256(path) -> str:
-  """Hex sha256 of a file's bytes (a clip's identity)."""
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      h.update(block)
-  return h.hexdigest()
 
 
 def _clip_names(paths: list[str], hashes: list[str]) -> list[str]:
@@ -199,7 +189,7 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
   hashes = []
   for path in clips:
     try:
-      hashes.append(file_sha256(path))
+      hashes.append(video.file_sha256(path))
     except OSError:
       hashes.append('unreadable:' + str(pathlib.Path(path).resolve()))
   names = _clip_names(clips, hashes)

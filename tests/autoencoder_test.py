@@ -76,15 +76,8 @@ def test_untrained_residual_model_is_box_down_bicubic_up():
 
 
 def test_validation_logs_psnr_beside_linear_interpolation(tmp_path,
-                                                          val_folder):
-  config = ae_config.get_config('smoke')
-  with config.unlocked():
-    config.total_steps = 2
-    config.eval_every = 2
-    config.data.val_dir = str(val_folder)
-    config.data.val_size = 16
-    config.data.val_frames = 4
-  ae_train.run(config, tmp_path)
+                                                          with_validation):
+  ae_train.run(with_validation(ae_config.get_config('smoke')), tmp_path)
   records = writers.read_jsonl(tmp_path / loop.VALIDATION_FILE)
   assert [r['step'] for r in records] == [0, 2]
   for r in records:

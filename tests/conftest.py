@@ -62,3 +62,17 @@ def val_folder(tmp_path_factory) -> pathlib.Path:
     video = np.round(127.5 + 110 * np.stack(chans, -1)).astype(np.uint8)
     video_io.write_video(folder / name, video, lossless=True)
   return folder
+
+
+@pytest.fixture(scope='session')
+def with_validation(val_folder):
+  """Sets a trainer config to validate on ``val_folder`` every 2 steps."""
+  def configure(config):
+    with config.unlocked():
+      config.total_steps = 2
+      config.eval_every = 2
+      config.data.val_dir = str(val_folder)
+      config.data.val_size = 16
+      config.data.val_frames = 4
+    return config
+  return configure

@@ -123,13 +123,9 @@ def test_export_and_figure(full_run, tmp_path):
     figures.kernel_mosaic(np.zeros((3, 2, 2)))
 
 
-def test_validation_restores_with_the_current_kernels(tmp_path, val_folder):
-  c = _config(total_steps=2)
-  c.eval_every = 2
-  c.data.val_dir = str(val_folder)
-  c.data.val_size = 16
-  c.data.val_frames = 4
-  trainer.run(c, tmp_path)
+def test_validation_restores_with_the_current_kernels(tmp_path,
+                                                      with_validation):
+  trainer.run(with_validation(_config()), tmp_path)
   records = writers.read_jsonl(tmp_path / loop.VALIDATION_FILE)
   assert [r['step'] for r in records] == [0, 2]
   m = records[-1]['metrics']

@@ -133,14 +133,8 @@ def test_video_folder_source_and_config_errors(tmp_path):
 
 
 def test_validation_measures_the_decoder_against_its_floor(tmp_path,
-                                                           val_folder):
-  config = _smoke('random5', 'residual')
-  config.total_steps = 2
-  config.eval_every = 2
-  config.data.val_dir = str(val_folder)
-  config.data.val_size = 16
-  config.data.val_frames = 4
-  trainer.run(config, tmp_path)
+                                                           with_validation):
+  trainer.run(with_validation(_smoke('random5', 'residual')), tmp_path)
   records = writers.read_jsonl(tmp_path / loop.VALIDATION_FILE)
   assert [r['step'] for r in records] == [0, 2]
   first = records[0]['metrics']

@@ -250,18 +250,9 @@ def _cached_preload(path: pathlib.Path, short: int, max_frames: int | None,
   return frames
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-  """Hex sha256 of a file's bytes."""
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      h.update(block)
-  return h.hexdigest()
-
-
 def clip_list(paths: Sequence[str | os.PathLike]) -> list[dict]:
   """``[{'name', 'sha256'}]`` of video files: what a model was fitted on."""
-  return [{'name': pathlib.Path(p).name, 'sha256': sha256_file(p)}
+  return [{'name': pathlib.Path(p).name, 'sha256': video_io.file_sha256(p)}
           for p in paths]
 
 

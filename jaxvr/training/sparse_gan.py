@@ -37,7 +37,7 @@ import numpy as np
 from jaxvr.errors import ConfigError
 from jaxvr.sparsegan import train_step as ts
 from jaxvr.training import data as data_lib
-from jaxvr.training import loop
+from jaxvr.training import loop, writers
 from jaxvr.training import sharding as shard_lib
 
 DENSITY_FILE = 'density.jsonl'
@@ -132,15 +132,10 @@ class DensityTrace:
                write: bool = True):
     self.path = pathlib.Path(path)
     self.every = max(1, int(every))
-    self.write = write
+    self._file = writers.JsonlWriter(self.path) if write else None
     self._pending: list[tuple[int, dict]] = []
-    if write and self.path.exists():
-      kept = [ln for ln in self.path.read_text().splitlines()
-              if ln.strip() and _step_of(ln) is not None
-              and _step_of(ln) <= start_step]
-      tmp = self.path.with_name(self.path.name + '.tmp')
-      tmp.write_text(''.join(ln + '\n' for ln in kept))
-      os.replace(tmp, self.path)
+    if self._file is not None:
+      self._file.truncate_after(start_step)
 
   def __call__(self, step: int, state: Any, metrics: dict) -> None:
     del state
@@ -156,27 +151,15 @@ class DensityTrace:
     steps = [s for s, _ in self._pending]
     values = jax.device_get([m for _, m in self._pending])
     self._pending = []
-    if not self.write:
+    if self._file is None:
       return
-    with open(self.path, 'a') as f:
-      for step, m in zip(steps, values, strict=True):
-        rec = {'step': step, **{k: float(v) for k, v in m.items()}}
-        f.write(json.dumps(rec) + '\n')
-
-
-def _step_of(line: str) -> int | None:
-  try:
-    return int(json.loads(line)['step'])
-  except (ValueError, KeyError, TypeError):
-    return None
+    for step, m in zip(steps, values, strict=True):
+      self._file.record({'step': step, **{k: float(v) for k, v in m.items()}})
 
 
 def read_density(workdir: str | os.PathLike) -> list[dict]:
   """The per-step records of ``<workdir>/density.jsonl``, in order."""
-  path = pathlib.Path(workdir) / DENSITY_FILE
-  if not path.exists():
-    return []
-  return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+  return writers.read_jsonl(pathlib.Path(workdir) / DENSITY_FILE)
 
 
 def _check(config: ml_collections.ConfigDict, mesh) -> None:

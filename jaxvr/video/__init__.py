@@ -2,6 +2,7 @@
 
 from jaxvr.video.io import (
   VideoInfo,
+  file_sha256,
   iter_frames,
   probe_video,
   read_luma,
@@ -33,7 +34,8 @@ from jaxvr.video.tubes import (
 __all__ = [
   'chunk_bounds', 'chunk_index', 'chunk_means', 'expand_chunk_grid',
   'patchify', 'unpatchify',
-  'MEAN', 'STD', 'VideoInfo', 'center_crop', 'denormalize', 'iter_frames',
+  'MEAN', 'STD', 'VideoInfo', 'center_crop', 'denormalize', 'file_sha256',
+  'iter_frames',
   'luma', 'normalize', 'probe_video', 'random_crop', 'read_luma', 'read_video', 'resize',
   'resize_short_side', 'short_side_size', 'to_uint8', 'write_video',
 ]

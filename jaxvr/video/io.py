@@ -13,6 +13,7 @@ place, so an interrupted write never leaves a half-written video.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import subprocess
@@ -283,3 +284,12 @@ def _encode_gif(frames: np.ndarray, fps: float) -> bytes:
          '-f', 'gif', out], stdin=frames.tobytes(), what=f'GIF encode of {t} frames')
     with open(out, 'rb') as f:
       return f.read()
+
+
+def file_sha256(path) -> str:
+  """Hex sha256 of a file's bytes (a video's identity in records and rows)."""
+  h = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      h.update(block)
+  return h.hexdigest()
