@@ -267,9 +267,18 @@ def train_step(models: Models, config: ml_collections.ConfigDict,
     aux = (upd['batch_stats'], s, t, gp)
     return loss, aux
 
-  (loss_d, (bstats, s, t, gp)), grads_d = jax.value_and_grad(
-      critic_loss_fn, has_aux=True)(state.critic.params)
-  critic = state.critic.apply_gradients(grads=grads_d, batch_stats=bstats)
+  # With no adversarial term (lambda_adv = 0, a reconstruction-only
+  # recipe) the critics would train for nothing: skip them, at about half
+  # the step's cost.
+  adversarial = bool(lc.lambda_adv)
+  if adversarial:
+    (loss_d, (bstats, s, t, gp)), grads_d = jax.value_and_grad(
+        critic_loss_fn, has_aux=True)(state.critic.params)
+    critic = state.critic.apply_gradients(grads=grads_d, batch_stats=bstats)
+  else:
+    zero = jnp.zeros(())
+    loss_d, gp, grads_d, critic = zero, zero, zero, state.critic
+    s = t = jnp.zeros((2 * n,))
 
   # (2) Generators against the updated critics (no power-iteration update).
   dens_on = (state.step >= config.optim.warmup_steps).astype(jnp.float32)
@@ -279,9 +288,12 @@ def train_step(models: Models, config: ml_collections.ConfigDict,
   cvars = {'params': critic.params, 'batch_stats': critic.batch_stats}
 
   def gen_loss_fn(u, b):
-    s_f, t_f = models.critics.apply(cvars, u, jax.lax.stop_gradient(b), False)
-    adv = (losses.generator_adversarial(s_f)
-           + lc.lambda_t * losses.generator_adversarial(t_f))
+    adv = jnp.zeros(())
+    if adversarial:
+      s_f, t_f = models.critics.apply(cvars, u, jax.lax.stop_gradient(b),
+                                      False)
+      adv = (losses.generator_adversarial(s_f)
+             + lc.lambda_t * losses.generator_adversarial(t_f))
     dens = losses.density_loss(b, config.model.density, lc.density_form)
     rec = losses.reconstruction_loss(u, frames, lc.recon)
     w_adv = lc.lambda_adv * adv_on
