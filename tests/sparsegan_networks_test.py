@@ -9,6 +9,7 @@ import pytest
 from jaxvr.errors import ConfigError, ShapeError, SizeError
 from jaxvr.sparsegan import (
   InpaintingGenerator,
+  MaskGenerator,
   SpatialCritic,
   TemporalCritic,
   keras_hard_sigmoid,
@@ -181,3 +182,14 @@ def test_critic_losses_and_gradient_penalty():
   assert losses.preset('paper')['gp_weight'] == 0.0
   with pytest.raises(ConfigError, match='preset'):
     losses.preset('fancy')
+
+
+def test_untrained_mask_prior_is_a_random_mask_of_the_density():
+  """MaskGenerator(prior_density=d) starts as the Bernoulli(d) mask r < d."""
+  gen = MaskGenerator(width_mult=1 / 8, prior_density=0.1)
+  f = jax.random.uniform(jax.random.key(5), CLIP)
+  r = jax.random.uniform(jax.random.key(6), CLIP[:-1] + (1,))
+  c = jax.jit(gen.apply)(_init(gen, f, r), f, r)
+  np.testing.assert_array_equal(np.asarray(c >= 0.5), np.asarray(r <= 0.1))
+  # Confidences stay off the sigmoid's flat tails: every pixel can move.
+  assert float(jnp.min(c)) > 0.01 and float(jnp.max(c)) < 0.99

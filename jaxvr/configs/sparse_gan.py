@@ -11,8 +11,9 @@ Run (full model, the paper's settings, 128x128 clips of 20 frames)::
 * ``random5`` / ``random10``: the "No Mask Gen" baselines (exact-count
   random masks at 5 % / 10 %, no mask generator, no density term);
 * ``residual``: the inpainting generator corrects a normalized-convolution
-  fill of the kept pixels (a departure from the paper; see
-  ``jaxvr.sparsegan.networks.InpaintingGenerator``);
+  fill of the kept pixels and the mask generator corrects a random mask of
+  the target density (departures from the paper; see
+  ``jaxvr.sparsegan.networks.InpaintingGenerator`` and ``MaskGenerator``);
 * ``smoke``: tiny widths, 16x16 frames, T = 4, for tests and CI.
 
 For example ``--config=jaxvr/configs/sparse_gan.py:smoke,random5``; single
@@ -76,6 +77,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.frame_diffs = False        # temporal critic also sees x_t - x_{t-1}
   c.model.residual = False           # G_I corrects a normalized-convolution
                                      # fill (departure; see networks.py)
+  c.model.mask_prior = False         # G_M corrects a random mask of the
+                                     # target density (departure)
   c.model.remat = False
   c.model.dtype = 'float32'          # 'bfloat16' for convolutions on GPU/TPU
 
@@ -120,6 +123,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.model.density = density
   if 'residual' in opts:
     c.model.residual = True
+    c.model.mask_prior = True
   if 'smoke' in opts:
     c.total_steps = 40
     c.log_every = 5

@@ -35,6 +35,10 @@ ENCODER_K = (32, 32, 64)        # DilBlock(k) gives 4k channels
 BOTTLENECK_K = 128
 DECODER_K = (64, 32, 32)
 HEAD_CHANNELS = 8
+# Slope of the random-mask prior of MaskGenerator(prior_density=...): the
+# prior logit runs from 4 d down to 4 (d - 1), so no pixel starts deep in the
+# sigmoid's flat tail and every pixel can still change state.
+PRIOR_GAIN = 4.0
 SPATIAL_CRITIC = (64, 128, 256, 256, 512)
 TEMPORAL_CRITIC = (32, 64, 128, 128, 256)
 TEMPORAL_STRIDES = ((1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2))
@@ -193,13 +197,22 @@ class MaskGenerator(nn.Module):
   has zero gradient once saturated, so such pixels could never change state
   again, one route to a frozen or collapsed density.
 
-  Attributes mirror ``Hourglass``.
+  With ``prior_density`` ``d`` (a departure from the paper, off by default)
+  the network corrects a random mask of density ``d`` instead of drawing a
+  mask from scratch: ``c = sigmoid(y + PRIOR_GAIN * (d - r))`` with the
+  output layer of ``y`` starting at zero, so an untrained generator keeps
+  exactly the pixels whose noise ``r`` falls below ``d`` (a Bernoulli(d)
+  random mask, the No-Mask-Gen baseline) and training moves pixels to
+  where they help the restoration.
+
+  Attributes mirror ``Hourglass``, plus ``prior_density``.
   """
   width_mult: float = 1.0
   gru_half: bool = False
   orthogonal_recurrent: bool = False
   remat: bool = False
   dtype: Any = None
+  prior_density: float | None = None
 
   @nn.compact
   def __call__(self, frames: jax.Array, noise: jax.Array) -> jax.Array:
@@ -217,9 +230,13 @@ class MaskGenerator(nn.Module):
       raise ShapeError(f'MaskGenerator: noise must have shape '
                        f'{frames.shape[:-1] + (1,)}, got {noise.shape}')
     x = jnp.concatenate([frames, noise], axis=-1)
+    prior = self.prior_density is not None
     y = Hourglass(1, self.width_mult, self.gru_half,
                   self.orthogonal_recurrent, self.remat, self.dtype,
-                  name='hourglass')(x)
+                  head_channels=HEAD_CHANNELS if prior else None,
+                  zero_output=prior, name='hourglass')(x)
+    if prior:
+      y = y + PRIOR_GAIN * (self.prior_density - noise)
     return nn.sigmoid(y)
 
 

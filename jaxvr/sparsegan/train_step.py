@@ -85,7 +85,9 @@ def build_models(config: ml_collections.ConfigDict) -> Models:
             orthogonal_recurrent=m.orthogonal_recurrent, remat=m.remat,
             dtype=_dtype(m.dtype))
   return Models(
-      mask=MaskGenerator(**kw) if m.mask_mode == 'learned' else None,
+      mask=(MaskGenerator(**kw, prior_density=(
+          float(m.density) if m.get('mask_prior', False) else None))
+            if m.mask_mode == 'learned' else None),
       frame=InpaintingGenerator(**kw, residual=bool(m.get('residual', False))),
       critics=Critics(m.critic_width_mult, m.spatial_padding, m.frame_diffs,
                       _dtype(m.dtype)))
