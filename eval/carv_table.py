@@ -1,35 +1,36 @@
 r"""CARV against its baselines at the same refresh budget, on any clips.
 
   python -m eval.carv_table CLIP.mp4 [CLIP2.mp4 ...] --out DIR \
-      [--frames 16] [--size 112] [--budgets 2,4,8] [--n_samples 500]
+      [--frames 16] [--size 112] [--budgets 2,4,8]
 
-For every clip (its first ``--frames`` frames, short side resized to
-``--size`` with Pillow LANCZOS and centre-cropped square; ``--size 0`` keeps
-the native frames) and every budget ``N``: CARV with the marginal-visible and
-the masked-error estimators, Every Nth frame, Nth random chunk and motion
-energy. Quality of each reduced video against the clip: MSE and PSNR on RGB,
-SSIM on luma, ST-RRED and ST-RRED-SSN (lower is better), VMAF; size: the
-bytes of the reduced video encoded with x264 at ``--crf`` (4:2:0), plus the
-float16 significance map for the methods whose receiver needs it (see
-``jaxvr.reducers.carv``). The clip itself at the same crf is the ``none``
-row. Both CARV estimators come from one sampling run per clip.
+The table's rows are those of ``jaxvr compare`` for the same clips and clip
+spec (run through :func:`jaxvr.compare.compare` into ``DIR/compare``,
+resumable): for every budget ``N`` the reducers ``carv-visible-nN``,
+``carv-masked-nN``, ``every-nth-nN``, ``random-chunk-nN`` and
+``motion-energy-nN``, measured on what the receiver decodes (the reduced
+video through x264 at crf :data:`jaxvr.reducers.carv.CRF`, plus the float16
+significance map for the methods that send one), and ``x264-crf18``, the
+clip itself at the same crf (the ``none`` row, ``bytes_vs_clip`` = 1).
+Metrics: PSNR on RGB, SSIM on luma, ST-RRED and ST-RRED-SSN (lower
+is better), VMAF.
 
-Then the mask-ratio study (the CARV paper's Figure 3): the distribution of
-chunk significance (visible estimator) at several mask ratios, how well
-each ratio's map ranks chunks like the largest ratio's (Spearman), and how
-repeatable each estimator's map is under a second, independent set of masks
-(``repeat_*``: Spearman between the two maps of a clip).
+Then analyses of the significance maps themselves (bundled ST-MAE, the
+product's mask count and ratio): how repeatable each estimator's map is
+under a second, independent set of masks (``repeat_*``: Spearman between the
+two maps of a clip), and the mask-ratio study (the CARV paper's Figure 3):
+the distribution of chunk significance (visible estimator) at several mask
+ratios and how well each ratio's map ranks chunks like the largest ratio's.
 
 Writes ``DIR/carv_table.md``, ``carv_table.csv`` (per clip and N),
 ``carv_summary.csv`` (means over clips), ``repeatability.csv``,
-``mask_ratio.csv``,
-``mask_ratio_study.png``, ``significance/<clip>.npz`` and
+``mask_ratio.csv``, ``mask_ratio_study.png``, ``significance/<clip>.npz`` and
 ``figures/<clip>.png`` (most and least significant chunks).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
 import sys
 import time
@@ -38,96 +39,81 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxvr import codecs
+from jaxvr import compare, files
 from jaxvr.carv import figures, pipeline
 from jaxvr.carv.significance import (
     significance_from_sums,
     significance_sums,
     spearman,
 )
-from jaxvr.evaluation import measure_quality
 from jaxvr.reducers.carv import CRF
 from jaxvr.report import tables
-from jaxvr.video import io as video_io
 from jaxvr.video import transforms
 
-METRICS = ('mse', 'psnr', 'ssim_y', 'strred', 'strred_ssn', 'vmaf')
-SENDS_MAP = ('carv-visible', 'carv-masked', 'motion-energy')
+METRICS = ('psnr', 'ssim_y', 'strred', 'strred_ssn', 'vmaf')
+BUDGETS = (2, 4, 8)          # the registered carv-*-nN reducers
+CLIP_AT_CRF = f'x264-crf{CRF:g}'
 
 
-def load_clip(path, frames: int, size: int) -> np.ndarray:
-  """First ``frames`` frames, short side ``size`` (LANCZOS), square centre crop."""
-  video = video_io.read_video(path, max_frames=frames)
-  if size:
-    video = transforms.resize_short_side_pil(video, size)
-    y, x = transforms.center_crop_offsets(video.shape[1], video.shape[2],
-                                          (size, size))
-    video = np.ascontiguousarray(video[:, y:y + size, x:x + size])
-  return video
+def reducer_names(budgets) -> list[str]:
+  """The compare reducers of the table: the clip at the crf, then per N."""
+  return [CLIP_AT_CRF] + [f'{m}-n{n}' for n in budgets
+                          for m in pipeline.METHODS]
 
 
-def x264_bytes(video: np.ndarray, crf: float, fps: float) -> int:
-  _, h, w, _ = video.shape
-  even = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
-  return len(codecs.encode(even, 'libx264', crf=crf, pix_fmt='yuv420p',
-                           fps=fps))
+def table_rows(measured: list[dict]) -> list[dict]:
+  """Compare rows as table rows: method, N and bytes vs the clip."""
+  base = {r['clip']: r['bytes'] for r in measured
+          if r['reducer'] == CLIP_AT_CRF and 'error' not in r}
+  rows = []
+  for r in measured:
+    if 'error' in r:
+      print(f'{r["clip"]} / {r["reducer"]}: failed: {r["error"]}')
+      continue
+    if r['reducer'] == CLIP_AT_CRF:
+      method, n, refresh = 'none', 1, 1.0
+    else:
+      method, n = r['reducer'].rsplit('-n', 1)
+      n, refresh = int(n), r.get('meta_refresh_fraction')
+    row = {'clip': r['clip'], 'method': method, 'N': n, 'refresh': refresh,
+           'bytes': r['bytes'],
+           'bytes_vs_clip': r['bytes'] / base[r['clip']]}
+    row.update({k: r.get(k) for k in METRICS})
+    rows.append(row)
+  return rows
 
 
-def quality(ref: np.ndarray, dist: np.ndarray) -> dict:
-  out = {'mse': float(np.mean((ref.astype(np.float64) - dist) ** 2))}
-  q = measure_quality(ref, dist, ('psnr', 'ssim_y', 'strred', 'vmaf'))
-  out.update({k: q[k] for k in ('psnr', 'ssim_y', 'strred', 'strred_ssn',
-                                'vmaf')})
-  return out
+def significance_maps(name: str, video: np.ndarray, params, config, key,
+                      out: pathlib.Path, repeats: list) -> np.ndarray:
+  """Both estimators' maps of one clip, twice, for the repeatability table.
 
-
-def clip_rows(name: str, video: np.ndarray, fps: float, params, config, key,
-              args, out: pathlib.Path, repeats: list) -> list[dict]:
-  """Every method and budget on one clip.
-
-  Also appends to ``repeats`` the Spearman correlation of each estimator's
-  map with a second map from independent masks (``fold_in(key, 1)``), and
-  of the two estimators' maps with each other.
+  Appends to ``repeats`` the Spearman correlation of each estimator's map
+  with a second map from independent masks (``fold_in(key, 1)``), and of
+  the two estimators' maps with each other; saves the maps and a figure.
+  Returns the model-resolution clip (for the mask-ratio study).
   """
-  clip, geom = pipeline.model_clip(video, config)
-  sums = significance_sums(params, config, clip, key,
-                           n_samples=args.n_samples,
-                           mask_ratio=args.mask_ratio, progress=False)
-  maps = {f'carv-{e}': significance_from_sums(sums, e, config.grid,
-                                              args.n_samples)
-          for e in ('visible', 'masked')}
-  again = significance_sums(params, config, clip, jax.random.fold_in(key, 1),
-                            n_samples=args.n_samples,
-                            mask_ratio=args.mask_ratio, progress=False)
+  n = pipeline.DEFAULT_N_SAMPLES
+  clip, _ = pipeline.model_clip(video, config)
+  sums = [significance_sums(params, config, clip, k, n_samples=n,
+                            mask_ratio=pipeline.DEFAULT_MASK_RATIO,
+                            progress=False)
+          for k in (key, jax.random.fold_in(key, 1))]
+  maps = [{e: significance_from_sums(s, e, config.grid, n)
+           for e in ('visible', 'masked')} for s in sums]
   repeat = {'clip': name}
   for e in ('visible', 'masked'):
-    second = significance_from_sums(again, e, config.grid, args.n_samples)
-    repeat[f'repeat_{e}'] = spearman(maps[f'carv-{e}'], second)
-  repeat['visible_vs_masked'] = spearman(maps['carv-visible'],
-                                         maps['carv-masked'])
+    repeat[f'repeat_{e}'] = spearman(maps[0][e], maps[1][e])
+  repeat['visible_vs_masked'] = spearman(maps[0]['visible'],
+                                         maps[0]['masked'])
   repeats.append(repeat)
-  np.savez(out / 'significance' / f'{name}.npz',
-           **{k: np.asarray(v) for k, v in maps.items()})
+  files.save_npz(out / 'significance' / f'{name}.npz',
+                 **{f'carv-{k}': np.asarray(v) for k, v in maps[0].items()})
   crop = np.asarray(transforms.to_uint8(transforms.denormalize(clip)))
-  (out / 'figures' / f'{name}.png').write_bytes(figures.significance_figure(
-      crop, np.asarray(maps['carv-visible']),
-      title=f'{name}: CARV visible estimator'))
-  base = x264_bytes(video, args.crf, fps)
-  rows = [{'clip': name, 'method': 'none', 'N': 1, 'refresh': 1.0,
-           'bytes': base, 'bytes_vs_clip': 1.0}]
-  for n in args.budgets:
-    for method in pipeline.METHODS:
-      red = pipeline.reduce(video, method, n, params=params, config=config,
-                            key=key, significance=maps.get(method),
-                            invert=args.invert)
-      map_bytes = (2 * red.full_map.size if method in SENDS_MAP else 0)
-      size = x264_bytes(red.video, args.crf, fps) + map_bytes
-      row = {'clip': name, 'method': method, 'N': n,
-             'refresh': red.refresh_fraction, 'bytes': size,
-             'bytes_vs_clip': size / base}
-      row.update(quality(video, red.video))
-      rows.append(row)
-  return rows
+  files.write_bytes(out / 'figures' / f'{name}.png',
+                    figures.significance_figure(
+                        crop, np.asarray(maps[0]['visible']),
+                        title=f'{name}: CARV visible estimator'))
+  return clip
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -139,8 +125,9 @@ def summarize(rows: list[dict]) -> list[dict]:
     group = [r for r in rows if r['N'] == n and r['method'] == method]
     row = {'N': n, 'method': method, 'clips': len(group)}
     for col in ('refresh', 'bytes', 'bytes_vs_clip', *METRICS):
-      vals = [r[col] for r in group if col in r and np.isfinite(r[col])]
-      row[col] = float(np.mean(vals)) if vals else float('nan')
+      vals = [r[col] for r in group
+              if r.get(col) is not None and math.isfinite(r[col])]
+      row[col] = float(np.mean(vals)) if vals else None
     out.append(row)
   return out
 
@@ -190,7 +177,7 @@ def mask_ratio_study(clips: dict, params, config, key, args,
       {r: np.concatenate([m.ravel() for m in maps[r]]) for r in maps},
       title=f'chunk significance per mask ratio ({len(clips)} clips, '
             f'{n} masks)')
-  (out / 'mask_ratio_study.png').write_bytes(png)
+  files.write_bytes(out / 'mask_ratio_study.png', png)
   return rows
 
 
@@ -201,68 +188,65 @@ def parse_args(argv):
   p.add_argument('--frames', type=int, default=16)
   p.add_argument('--size', type=int, default=112,
                  help='short side and square crop (0: native frames)')
-  p.add_argument('--budgets', default='2,4,8')
-  p.add_argument('--n_samples', type=int, default=pipeline.DEFAULT_N_SAMPLES)
-  p.add_argument('--mask_ratio', type=float,
-                 default=pipeline.DEFAULT_MASK_RATIO)
-  p.add_argument('--crf', type=float, default=CRF)
-  p.add_argument('--invert', action='store_true',
-                 help='refresh low-significance chunks more (paper text)')
-  p.add_argument('--model', default=None,
-                 help='folder from save_params (default: bundled model)')
-  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--budgets', default='2,4,8',
+                 help=f'refresh budgets N, some of {BUDGETS}')
+  p.add_argument('--seed', type=int, default=0,
+                 help='masks of the map analyses')
   p.add_argument('--study_ratios', default='0.5,0.75,0.9,0.95,0.98')
   p.add_argument('--study_samples', type=int, default=100,
                  help='masks per clip and ratio in the study (0: skip it)')
   args = p.parse_args(argv)
   args.budgets = [int(b) for b in args.budgets.split(',')]
+  if not set(args.budgets) <= set(BUDGETS):
+    p.error(f'--budgets: expected some of {BUDGETS}, got {args.budgets}')
   args.study_ratios = [float(r) for r in args.study_ratios.split(',')]
   return args
 
 
-def main(argv=None) -> int:
+def main(argv=None, progress: bool = True) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   out = pathlib.Path(args.out)
-  for sub in ('significance', 'figures'):
-    (out / sub).mkdir(parents=True, exist_ok=True)
-  params, config = pipeline.load_default_model(args.model)
-  key = jax.random.key(args.seed)
-  rows, clips, repeats = [], {}, []
   start = time.perf_counter()
-  for path in tqdm(args.clips, desc='clips'):
-    name = pathlib.Path(path).stem
-    video = load_clip(path, args.frames, args.size)
-    fps = video_io.probe_video(path).fps or 24.0
-    clips[name] = pipeline.model_clip(video, config)[0]
-    rows += clip_rows(name, video, fps, params, config, key, args, out,
-                      repeats)
+  spec = compare.ClipSpec(frames=args.frames, size=args.size or None)
+  measured = compare.compare(args.clips, out / 'compare',
+                             reducer_names=reducer_names(args.budgets),
+                             spec=spec, metric_names=('psnr', 'ssim_y', 'strred', 'vmaf'),
+                             progress=progress)
+  rows = table_rows(measured)
+  params, config = pipeline.load_default_model()
+  key = jax.random.key(args.seed)
+  clips, repeats = {}, []
+  for name in tqdm(dict.fromkeys(r['clip'] for r in rows), desc='maps',
+                   disable=not progress):
+    video, _ = compare.saved_output(out / 'compare', name, 'original')
+    clips[name] = significance_maps(name, video, params, config, key, out,
+                                    repeats)
   summary = summarize(rows)
   cols = ['N', 'method', 'clips', 'refresh', 'bytes', 'bytes_vs_clip',
           *METRICS]
-  (out / 'carv_table.csv').write_text(tables.to_csv(rows))
-  (out / 'carv_summary.csv').write_text(tables.to_csv(summary, cols))
+  files.write_text(out / 'carv_table.csv', tables.to_csv(rows))
+  files.write_text(out / 'carv_summary.csv', tables.to_csv(summary, cols))
   text = [f'# CARV vs baselines ({len(clips)} clips, first {args.frames} '
-          f'frames, {args.size or "native"} px, {args.n_samples} masks at '
-          f'{args.mask_ratio:g}, x264 crf {args.crf:g}, '
-          f'{"inverted" if args.invert else "code"} direction)', '',
-          'Means over clips. MSE, ST-RRED, ST-RRED-SSN: lower is better. '
-          '`bytes` includes the float16 map where sent.', '',
-          tables.markdown(summary, cols)]
-  text += ['', f'## Repeatability of the maps ({args.n_samples} masks at '
-           f'{args.mask_ratio:g})', '',
-           'Spearman correlation of each map with the map from an '
-           'independent set of masks, and between the two estimators.', '',
-           tables.markdown(repeats + [{'clip': 'mean', **{
-               k: float(np.mean([r[k] for r in repeats]))
-               for k in repeats[0] if k != 'clip'}}])]
-  (out / 'repeatability.csv').write_text(tables.to_csv(repeats))
-  if args.study_samples:
+          f'frames, {args.size or "native"} px, {pipeline.DEFAULT_N_SAMPLES} '
+          f'masks at {pipeline.DEFAULT_MASK_RATIO:g}, x264 crf {CRF:g})', '',
+          'Means over clips, measured on the decoded video. ST-RRED, '
+          'ST-RRED-SSN: lower is better. `bytes` includes the float16 map '
+          'where sent.', '', tables.markdown(summary, cols)]
+  if repeats:
+    text += ['', '## Repeatability of the maps', '',
+             'Spearman correlation of each map with the map from an '
+             'independent set of masks, and between the two estimators.', '',
+             tables.markdown(repeats + [{'clip': 'mean', **{
+                 k: float(np.mean([r[k] for r in repeats]))
+                 for k in repeats[0] if k != 'clip'}}])]
+    files.write_text(out / 'repeatability.csv', tables.to_csv(repeats))
+  if args.study_samples and clips:
     study = mask_ratio_study(clips, params, config, key, args, out)
-    (out / 'mask_ratio.csv').write_text(tables.to_csv(study))
+    files.write_text(out / 'mask_ratio.csv', tables.to_csv(study))
     text += ['', '## Mask-ratio study (visible estimator)', '',
              tables.markdown(study)]
   text += ['', f'({time.perf_counter() - start:.0f} s)']
-  (out / 'carv_table.md').write_text('\n'.join(text) + '\n')
+  files.write_text(out / 'carv_table.md', '\n'.join(text) + '\n')
   print('\n'.join(text))
   return 0
 

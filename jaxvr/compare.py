@@ -246,6 +246,27 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
   return rows
 
 
+def saved_output(out_dir, clip: str, reducer: str
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """A decoded clip kept by :func:`compare` (``save_outputs=True``).
+
+  Args:
+    out_dir: the folder given to :func:`compare`.
+    clip: the row's ``clip`` name.
+    reducer: the row's reducer name, or ``'original'`` for the cut clip.
+
+  Returns:
+    ``(video, extras)``: uint8 ``[T, H, W, 3]`` and the reducer's extras
+    (e.g. ``mask``, ``significance``).
+
+  Raises:
+    FileNotFoundError: no saved output for that clip and reducer.
+  """
+  path = pathlib.Path(out_dir) / 'outputs' / clip / f'{reducer}.npz'
+  with np.load(path) as z:
+    return z['video'], {k: z[k] for k in z.files if k != 'video'}
+
+
 def write_tables(rows: list[dict], out_dir) -> None:
   """Writes ``results.json`` and ``results.csv`` atomically."""
   from jaxvr.report import tables
