@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -38,8 +39,8 @@ def measure_quality(ref, dist, metric_names=ALL_METRICS) -> dict[str, float]:
     raise errors.ConfigError(f'metrics: unknown {sorted(unknown)}; known {ALL_METRICS}')
   out: dict[str, float] = {}
   if 'psnr' in metric_names:
-    err = np.mean((ref.astype(np.float64) - dist.astype(np.float64)) ** 2)
-    out['psnr'] = float('inf') if err == 0 else float(10 * np.log10(255.0**2 / err))
+    out['psnr'] = float(metrics.psnr_clip(ref, dist, convention='from_mse',
+                                          dtype=jnp.float64))
   y_ref, y_dist = video.luma(ref), video.luma(dist)
   if 'psnr_y' in metric_names:
     out['psnr_y'] = float(np.mean(np.asarray(metrics.psnr(y_ref, y_dist))))
@@ -140,36 +141,6 @@ def ssim_rgb(ref, dist) -> np.ndarray:
   per_channel = [np.asarray(metrics.ssim(ref[..., c], dist[..., c]))
                  for c in range(ref.shape[-1])]
   return np.mean(per_channel, axis=0)
-
-
-def split_quality(ref, dist, groups: dict[str, np.ndarray]) -> dict[str, float]:
-  """PSNR and SSIM on 8-bit RGB and on luma for named groups of frames.
-
-  Args:
-    ref, dist: uint8 ``[T, H, W, 3]``.
-    groups: name -> frame indices, e.g. ``{'kept': [0, 2, ...]}``.
-
-  Returns:
-    ``<group>_psnr`` (from the group's mean RGB MSE), ``<group>_ssim`` (RGB,
-    mean over frames), ``<group>_psnr_y``, ``<group>_ssim_y``.
-  """
-  ref, dist = np.asarray(ref), np.asarray(dist)
-  y_ref = np.asarray(video.luma(ref))
-  y_dist = np.asarray(video.luma(dist))
-  s_rgb = ssim_rgb(ref, dist)
-  s_y = np.asarray(metrics.ssim(y_ref, y_dist))
-  out = {}
-  for name, idx in groups.items():
-    idx = np.asarray(idx, int)
-    if idx.size == 0:
-      continue
-    mse = np.mean((ref[idx].astype(np.float64) - dist[idx]) ** 2)
-    mse_y = np.mean((y_ref[idx].astype(np.float64) - y_dist[idx]) ** 2)
-    out[f'{name}_psnr'] = float(10 * np.log10(255.0**2 / mse)) if mse else float('inf')
-    out[f'{name}_psnr_y'] = float(10 * np.log10(255.0**2 / mse_y)) if mse_y else float('inf')
-    out[f'{name}_ssim'] = float(np.mean(s_rgb[idx]))
-    out[f'{name}_ssim_y'] = float(np.mean(s_y[idx]))
-  return out
 
 
 def patch_residual_norms(ref, dist, frames, patch: int = 16) -> np.ndarray:
