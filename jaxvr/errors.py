@@ -52,24 +52,3 @@ class CheckpointError(JaxvrError):
 class TrainingDivergedError(JaxvrError, FloatingPointError):
   """A training loss or gradient became NaN or infinite."""
 
-
-def check_shape(name: str, array, rank: int | None = None,
-                last: int | None = None, dtype=None) -> None:
-  """Raises ShapeError unless ``array`` has the given rank/last dim/dtype.
-
-  Args:
-    name: how the caller calls the array, used in the message.
-    array: any object with ``shape`` and ``dtype``.
-    rank: expected ``ndim`` (None = any).
-    last: expected size of the last axis (None = any).
-    dtype: expected numpy dtype kind or dtype (None = any).
-  """
-  shape = tuple(getattr(array, 'shape', ()))
-  if rank is not None and len(shape) != rank:
-    raise ShapeError(f'{name}: expected a rank-{rank} array, got shape {shape}')
-  if last is not None and (not shape or shape[-1] != last):
-    raise ShapeError(f'{name}: expected last axis of size {last}, got shape {shape}')
-  if dtype is not None:
-    import numpy as np
-    if np.dtype(array.dtype) != np.dtype(dtype):
-      raise ShapeError(f'{name}: expected dtype {np.dtype(dtype)}, got {array.dtype}')
