@@ -53,3 +53,14 @@ def test_crops():
   np.testing.assert_array_equal(r1, x[:, y0:y0 + 4, x0:x0 + 6])
   with pytest.raises(errors.SizeError, match='does not fit'):
     video.center_crop(x, (11, 4))
+
+
+def test_pad_even_edge_pads_odd_sizes_only():
+  from jaxvr.video.transforms import pad_even
+  v = np.arange(3 * 5 * 4 * 3, dtype=np.uint8).reshape(3, 5, 4, 3)
+  out = pad_even(v)
+  assert out.shape == (3, 6, 4, 3)
+  np.testing.assert_array_equal(out[:, 5], v[:, 4])
+  assert pad_even(v, time=True).shape == (4, 6, 4, 3)
+  even = v[:, :4]
+  assert pad_even(even) is even

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvr import codecs, errors
+from jaxvr.video.transforms import pad_even
 
 LATENT_CHANNELS = 6   # 2 frames x 3 channels / 4 (2x2 spatial) -> 4:1
 
@@ -136,8 +137,7 @@ _MAGIC = b'JVAE'
 
 def _pairs(video: np.ndarray) -> np.ndarray:
   """uint8 ``[T, H, W, 3]`` -> float ``[ceil(T/2), 2, He, We, 3]`` in [0, 1]."""
-  t, h, w, _ = video.shape
-  v = np.pad(video, ((0, t % 2), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
+  v = pad_even(video, time=True)
   return v.reshape(-1, 2, *v.shape[1:]).astype(np.float32) / 255.0
 
 

@@ -39,6 +39,7 @@ from jaxvr import codecs, errors
 from jaxvr.lca import operators as ops
 from jaxvr.lca.fista import fista as fista_solve
 from jaxvr.lca.infer import infer as lca_solve
+from jaxvr.video.transforms import pad_even
 
 LAYOUTS = ('packed', 'zeros')
 PARITIES = ('alternate', 'fixed')
@@ -63,11 +64,6 @@ def observation_mask(n_frames: int, height: int, width: int,
   for t in range(0, n_frames, 2):
     mask[t] = site_mask(t // 2, height, width, parity)
   return mask
-
-
-def _pad_even(video: np.ndarray) -> np.ndarray:
-  _, h, w, _ = video.shape
-  return np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
 
 
 def pack(video: np.ndarray, parity: str = 'alternate') -> np.ndarray:
@@ -172,7 +168,7 @@ def encode(video, *, fps: float = 24.0, layout: str = 'packed',
         f'sparse mp4: layout in {LAYOUTS}, parity in {PARITIES}, codec in '
         f'{_LOSSLESS}; got {layout!r}, {parity!r}, {codec!r}')
   t, h, w, _ = video.shape
-  even = _pad_even(video)
+  even = pad_even(video)
   frames = pack(even, parity) if layout == 'packed' else zero_dropped(even, parity)
   stream = _encode_stream(frames, codec, fps / 2)
   return SparseMP4Payload(t, h, w, float(fps), layout, parity, codec, stream)

@@ -38,6 +38,7 @@ import numpy as np
 from jaxvr import codecs, errors
 from jaxvr.carv import baselines, pipeline, schedule
 from jaxvr.reducers.base import Payload, Reducer, register
+from jaxvr.video.transforms import pad_even
 
 #: x264 crf of the reduced video (near-transparent, so the reduction, not
 #: the codec, dominates the distortion).
@@ -130,8 +131,7 @@ class CarvReducer(Reducer):
                    full_map)
     reduced = np.asarray(schedule.apply_refresh(video, flags))
     self._extras['flags'] = np.asarray(flags)
-    even = np.pad(reduced, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)),
-                  mode='edge')
+    even = pad_even(reduced)
     stream = codecs.encode(even, 'libx264', crf=self.crf, pix_fmt='yuv420p',
                            fps=fps)
     map_bytes = b'' if full_map is None else full_map.astype('<f2').tobytes()

@@ -9,6 +9,7 @@ import numpy as np
 
 from jaxvr import codecs
 from jaxvr.reducers.base import Payload, Reducer, register
+from jaxvr.video.transforms import pad_even
 
 _SIZE = struct.Struct('<HH')
 
@@ -26,8 +27,8 @@ class CodecReducer(Reducer):
 
   def encode(self, video: np.ndarray, fps: float) -> Payload:
     _, h, w, _ = video.shape
-    even = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
-    data = codecs.encode(even, self.codec, crf=self.crf, pix_fmt=self.pix_fmt,
+    data = codecs.encode(pad_even(video), self.codec, crf=self.crf,
+                         pix_fmt=self.pix_fmt,
                          fps=fps)
     return Payload(_SIZE.pack(h, w) + data,
                    {'codec': self.codec, 'crf': self.crf, 'pix_fmt': self.pix_fmt})

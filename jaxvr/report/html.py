@@ -16,6 +16,7 @@ import numpy as np
 from jaxvr import codecs
 from jaxvr.report import plots, rates, tables
 from jaxvr.video.io import atomic_write
+from jaxvr.video.transforms import pad_even
 
 QUALITY = ['psnr', 'psnr_y', 'ssim_y', 'strred', 'strred_ssn', 'vmaf']
 
@@ -37,9 +38,7 @@ def _img(png: bytes, alt: str) -> str:
 
 def _video(frames: np.ndarray, fps: float, label: str) -> str:
   frames = np.ascontiguousarray(frames)
-  if frames.shape[1] % 2 or frames.shape[2] % 2:
-    frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2),
-                             (0, frames.shape[2] % 2), (0, 0)), mode='edge')
+  frames = pad_even(frames)
   t, h, w, _ = frames.shape
   data = codecs.run_ffmpeg(
       ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}', '-framerate',

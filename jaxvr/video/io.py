@@ -24,6 +24,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from jaxvr import codecs, errors
+from jaxvr.video.transforms import pad_even
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,9 +265,8 @@ def write_video(path, frames, *, fps: float = 24, lossless: bool = False,
   else:
     if lossless:
       pix_fmt = 'yuv444p' if pix_fmt == 'yuv420p' else pix_fmt
-    elif pix_fmt == 'yuv420p' and (frames.shape[1] % 2 or frames.shape[2] % 2):
-      frames = np.pad(frames, ((0, 0), (0, frames.shape[1] % 2),
-                               (0, frames.shape[2] % 2), (0, 0)), mode='edge')
+    elif pix_fmt == 'yuv420p':
+      frames = pad_even(frames)
     data = codecs.encode(frames, codec, crf=None if lossless else crf,
                          lossless=lossless, pix_fmt=pix_fmt, fps=fps)
   atomic_write(path, data)

@@ -123,6 +123,27 @@ def luma(rgb, dtype=jnp.float32):
   return rgb.astype(dtype) @ w + _LUMA_OFFSET
 
 
+def pad_even(frames: np.ndarray, time: bool = False) -> np.ndarray:
+  """Edge-pads height and width (and ``T`` with ``time``) up to even sizes.
+
+  4:2:0 encoders need even frame sizes, and 2x samplers even extents; the
+  receiver crops the padding off again.
+
+  Args:
+    frames: ``[T, H, W, C]``.
+    time: also pad the frame count.
+
+  Returns:
+    ``[T', H', W', C]`` with even ``H'``, ``W'`` (and ``T'``); ``frames``
+    itself when nothing needs padding.
+  """
+  t, h, w = frames.shape[:3]
+  pad = ((0, t % 2 if time else 0), (0, h % 2), (0, w % 2), (0, 0))
+  if not any(p for _, p in pad):
+    return frames
+  return np.pad(frames, pad, mode='edge')
+
+
 def resize_short_side_pil(frames, short: int) -> np.ndarray:
   """Host-side short-side resize of uint8 ``[T, H, W, 3]`` with Pillow LANCZOS.
 
