@@ -38,7 +38,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxvr import codecs
+from jaxvr import codecs, files
 from jaxvr.carv import figures, pipeline
 from jaxvr.carv.significance import (
     significance_from_sums,
@@ -106,10 +106,10 @@ def clip_rows(name: str, video: np.ndarray, fps: float, params, config, key,
   repeat['visible_vs_masked'] = spearman(maps['carv-visible'],
                                          maps['carv-masked'])
   repeats.append(repeat)
-  np.savez(out / 'significance' / f'{name}.npz',
-           **{k: np.asarray(v) for k, v in maps.items()})
+  files.save_npz(out / 'significance' / f'{name}.npz',
+                 **{k: np.asarray(v) for k, v in maps.items()})
   crop = np.asarray(transforms.to_uint8(transforms.denormalize(clip)))
-  (out / 'figures' / f'{name}.png').write_bytes(figures.significance_figure(
+  files.write_bytes(out / 'figures' / f'{name}.png', figures.significance_figure(
       crop, np.asarray(maps['carv-visible']),
       title=f'{name}: CARV visible estimator'))
   base = x264_bytes(video, args.crf, fps)
@@ -190,7 +190,7 @@ def mask_ratio_study(clips: dict, params, config, key, args,
       {r: np.concatenate([m.ravel() for m in maps[r]]) for r in maps},
       title=f'chunk significance per mask ratio ({len(clips)} clips, '
             f'{n} masks)')
-  (out / 'mask_ratio_study.png').write_bytes(png)
+  files.write_bytes(out / 'mask_ratio_study.png', png)
   return rows
 
 
@@ -239,8 +239,8 @@ def main(argv=None) -> int:
   summary = summarize(rows)
   cols = ['N', 'method', 'clips', 'refresh', 'bytes', 'bytes_vs_clip',
           *METRICS]
-  (out / 'carv_table.csv').write_text(tables.to_csv(rows))
-  (out / 'carv_summary.csv').write_text(tables.to_csv(summary, cols))
+  files.write_text(out / 'carv_table.csv', tables.to_csv(rows))
+  files.write_text(out / 'carv_summary.csv', tables.to_csv(summary, cols))
   text = [f'# CARV vs baselines ({len(clips)} clips, first {args.frames} '
           f'frames, {args.size or "native"} px, {args.n_samples} masks at '
           f'{args.mask_ratio:g}, x264 crf {args.crf:g}, '
@@ -255,14 +255,14 @@ def main(argv=None) -> int:
            tables.markdown(repeats + [{'clip': 'mean', **{
                k: float(np.mean([r[k] for r in repeats]))
                for k in repeats[0] if k != 'clip'}}])]
-  (out / 'repeatability.csv').write_text(tables.to_csv(repeats))
+  files.write_text(out / 'repeatability.csv', tables.to_csv(repeats))
   if args.study_samples:
     study = mask_ratio_study(clips, params, config, key, args, out)
-    (out / 'mask_ratio.csv').write_text(tables.to_csv(study))
+    files.write_text(out / 'mask_ratio.csv', tables.to_csv(study))
     text += ['', '## Mask-ratio study (visible estimator)', '',
              tables.markdown(study)]
   text += ['', f'({time.perf_counter() - start:.0f} s)']
-  (out / 'carv_table.md').write_text('\n'.join(text) + '\n')
+  files.write_text(out / 'carv_table.md', '\n'.join(text) + '\n')
   print('\n'.join(text))
   return 0
 

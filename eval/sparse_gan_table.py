@@ -29,11 +29,10 @@ import pathlib
 
 import numpy as np
 
-from jaxvr import compare, evaluation
+from jaxvr import compare, evaluation, files
 from jaxvr.report import plots, tables
 from jaxvr.sparsegan import inference
 from jaxvr.sparsegan import payload as payload_lib
-from jaxvr.video.io import atomic_write
 
 METRICS = ('psnr', 'ssim_y', 'strred', 'vmaf')
 COLUMNS = ['clip', 'method', 'kept_pct', 'kept_min_pct', 'kept_max_pct',
@@ -112,12 +111,12 @@ def run(clips, out_dir, weights=None, frames=16, size=128, seed=0,
               'learned recon.': outs['learned'],
               'random mask (same %)': as_img(masks['random@learned']),
               'random recon.': outs['random@learned']}
-      atomic_write(out_dir / 'frame_grid.png', plots.frame_grid(
+      files.write_bytes(out_dir / 'frame_grid.png', plots.frame_grid(
           grid, ids, f'{name}: sparse-pixel GAN, learned vs random mask'))
   all_rows = rows + _mean_rows(rows)
   md = tables.markdown(all_rows, COLUMNS)
-  atomic_write(out_dir / 'table.md', (md + '\n').encode())
-  atomic_write(out_dir / 'table.csv', tables.to_csv(all_rows,
+  files.write_bytes(out_dir / 'table.md', (md + '\n').encode())
+  files.write_bytes(out_dir / 'table.csv', tables.to_csv(all_rows,
                                                     COLUMNS).encode())
   print(md)
   return rows

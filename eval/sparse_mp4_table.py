@@ -20,9 +20,8 @@ import pathlib
 
 import numpy as np
 
-from jaxvr import codecs, compare, errors, evaluation, reducers
+from jaxvr import codecs, compare, errors, evaluation, files, reducers
 from jaxvr.report import plots, tables
-from jaxvr.video.io import atomic_write
 
 METHODS = ('sparse-mp4', 'sparse-mp4-lca', 'x264-crf3-444', 'x264-crf4-444',
            'interp-linear', 'interp-copy', 'bottleneck-ae')
@@ -65,11 +64,11 @@ def run(clips, out_dir, methods=METHODS, frames=48, size=128):
           'all_psnr_y', 'all_ssim_y', 'kept_psnr', 'kept_ssim', 'dropped_psnr',
           'dropped_ssim', 'dropped_psnr_y', 'dropped_ssim_y']
   md = tables.markdown(rows, cols)
-  atomic_write(out_dir / 'table.md', (md + '\n').encode())
-  atomic_write(out_dir / 'table.csv', tables.to_csv(rows, cols).encode())
+  files.write_bytes(out_dir / 'table.md', (md + '\n').encode())
+  files.write_bytes(out_dir / 'table.csv', tables.to_csv(rows, cols).encode())
   hist = {k: np.concatenate(v) for k, v in residuals.items() if v}
   if hist:
-    atomic_write(out_dir / 'residual_histograms.png', plots.histograms(
+    files.write_bytes(out_dir / 'residual_histograms.png', plots.histograms(
         hist, 'RMS residual of 16x16 patches (8-bit units)'))
   print(md)
   return rows

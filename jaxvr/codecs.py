@@ -21,7 +21,7 @@ import tempfile
 import imageio_ffmpeg
 import numpy as np
 
-from jaxvr import errors
+from jaxvr import errors, files
 
 # codec -> (container format, file suffix)
 _CONTAINERS = {
@@ -175,8 +175,7 @@ def decode(data: bytes) -> np.ndarray:
     raise errors.EmptyVideoError('data: expected encoded video bytes, got 0 bytes')
   with tempfile.TemporaryDirectory(prefix='jaxvr_dec_') as tmp:
     path = os.path.join(tmp, 'in' + _sniff_suffix(data))
-    with open(path, 'wb') as f:
-      f.write(data)
+    files.write_bytes(path, data)
     return video_io.read_video(path)
 
 

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvr import files
 from jaxvr.carv import baselines, schedule
 from jaxvr.carv.significance import ESTIMATORS, estimate_significance
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
@@ -450,19 +451,11 @@ def run_carv(video_path: str | os.PathLike, out_dir: str | os.PathLike, *,
   video_io.write_video(paths['video'], reduced, fps=info.fps or 24, crf=crf)
   for name, arr in (('significance', sig), ('full_map', full),
                     ('flags', flags)):
-    _save_npy(paths[name], np.asarray(arr))
+    files.save_npy(paths[name], np.asarray(arr))
   frames_for_fig = np.stack(clip_frames)
   png = figures.significance_figure(
       frames_for_fig, np.asarray(sig), geom=geom, frame_ids=geom.frame_ids,
       title=f'{pathlib.Path(video_path).name}: CARV {estimator}')
-  video_io.atomic_write(paths['heatmap'], png)
+  files.write_bytes(paths['heatmap'], png)
   return paths
 
-
-def _save_npy(path: pathlib.Path, array: np.ndarray) -> None:
-  import io
-
-  from jaxvr.video.io import atomic_write
-  buf = io.BytesIO()
-  np.save(buf, array)
-  atomic_write(path, buf.getvalue())

@@ -37,6 +37,7 @@ import jax
 import numpy as np
 import tqdm
 
+from jaxvr import files
 from jaxvr.errors import ConfigError, SizeError, VideoError
 from jaxvr.video import io as video_io
 
@@ -242,11 +243,7 @@ def _cached_preload(path: pathlib.Path, short: int, max_frames: int | None,
   if cached.exists():
     return np.load(cached)
   frames = preload_video(path, short, max_frames)
-  cached.parent.mkdir(parents=True, exist_ok=True)
-  tmp = cached.with_name(f'.{cached.name}.{os.getpid()}.tmp')
-  with open(tmp, 'wb') as f:
-    np.save(f, frames)
-  os.replace(tmp, cached)
+  files.save_npy(cached, frames)
   return frames
 
 
@@ -545,10 +542,7 @@ def write_training_record(export: str | os.PathLike, data_config,
   record = {'clips_dir': pathlib.Path(data_config.clips_dir).name,
             'steps': int(steps),
             'clips': clip_list(list_videos(data_config.clips_dir))}
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(json.dumps(record, indent=1) + '\n')
-  os.replace(tmp, path)
+  files.write_json(path, record, indent=1)
   return path
 
 

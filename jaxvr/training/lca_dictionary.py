@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 from flax import struct
 
+from jaxvr import files
 from jaxvr.errors import ConfigError
 from jaxvr.lca import dictionary as dict_lib
 from jaxvr.lca import operators as ops
@@ -304,5 +305,6 @@ def export_kernels(path: str | os.PathLike, kernels,
                    config: ml_collections.ConfigDict) -> None:
   """Writes ``kernels`` (float32 ``[K, 3, kh, kw]``) and its settings to npz."""
   kernels = np.asarray(kernels, np.float32)
-  np.savez(path, kernels=kernels, stride=np.int32(config.dictionary.stride),
-           lam=np.float32(config.inference.lam))
+  files.save_npz(path, kernels=kernels,
+                 stride=np.int32(config.dictionary.stride),
+                 lam=np.float32(config.inference.lam))

@@ -47,6 +47,7 @@ import jax
 import numpy as np
 import tqdm
 
+from jaxvr import files
 from jaxvr.errors import ConfigError, TrainingDivergedError
 from jaxvr.training import checkpoint as ckpt_lib
 from jaxvr.training import sharding as shard_lib
@@ -234,11 +235,8 @@ class _MetricsLog:
 
 
 def _write_config(workdir: pathlib.Path, config: Any) -> None:
-  path = workdir / CONFIG_FILE
-  tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(json.dumps(ckpt_lib.to_json_dict(config), indent=2,
-                            sort_keys=True) + '\n')
-  os.replace(tmp, path)
+  files.write_json(workdir / CONFIG_FILE, ckpt_lib.to_json_dict(config),
+                   sort_keys=True)
 
 
 def train_loop(state: Any, train_step: StepFn, data: DataIterator,

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import imageio_ffmpeg
 import numpy as np
 
-from jaxvr import codecs, errors
+from jaxvr import codecs, errors, files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,25 +226,6 @@ def read_luma(path, *, max_frames: int | None = None, start: int = 0,
                                    max_frames=max_frames, plane='y')))
 
 
-def atomic_write(path, data: bytes) -> None:
-  """Writes ``data`` to a temp file beside ``path`` and renames it into place."""
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def write_video(path, frames, *, fps: float = 24, lossless: bool = False,
                 crf: float = 18, codec: str = 'libx264',
                 pix_fmt: str = 'yuv420p') -> int:
@@ -269,7 +250,7 @@ def write_video(path, frames, *, fps: float = 24, lossless: bool = False,
                                (0, frames.shape[2] % 2), (0, 0)), mode='edge')
     data = codecs.encode(frames, codec, crf=None if lossless else crf,
                          lossless=lossless, pix_fmt=pix_fmt, fps=fps)
-  atomic_write(path, data)
+  files.write_bytes(path, data)
   return len(data)
 
 
