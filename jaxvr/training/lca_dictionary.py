@@ -293,7 +293,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                         jax.ShapeDtypeStruct((), jnp.int32))
   with loop.open_checkpointer(workdir, config) as ckpt:
     state, start = loop.restore_or_init(ckpt, init, shard_lib.replicated(mesh),
-                                        data, abstract_state=abstract)
+                                        data, abstract_state=abstract,
+                                        config=config)
     return loop.train_loop(state, make_train_step(config, mesh), data, config,
                            workdir, mesh=mesh, checkpointer=ckpt,
                            start_step=start, callbacks=callbacks,
