@@ -26,7 +26,8 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   from jaxvr.training import autoencoder, checkpoint, data, loop
   loop.quiet_library_logs()
-  result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
+  with loop.bad_input_exits('train.autoencoder'):
+    result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
 
   def export():
     checkpoint.save_params(_EXPORT.value, result.state.params, _CONFIG.value.model)

@@ -29,7 +29,8 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   from jaxvr.training import data, lca_dictionary, loop
   loop.quiet_library_logs()
-  result = lca_dictionary.run(_CONFIG.value, _WORKDIR.value)
+  with loop.bad_input_exits('train.lca_dictionary'):
+    result = lca_dictionary.run(_CONFIG.value, _WORKDIR.value)
   kernels = result.state.kernels
 
   def write_outputs():

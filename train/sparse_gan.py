@@ -37,7 +37,8 @@ def main(argv):
   # Imported after the distributed runtime is up.
   from jaxvr.training import data, loop, sparse_gan
   loop.quiet_library_logs()
-  result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
+  with loop.bad_input_exits('train.sparse_gan'):
+    result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
 
   def export():
     sparse_gan.export_params(_EXPORT.value, result, _CONFIG.value)

@@ -36,7 +36,8 @@ def main(argv):
   # Imported after the distributed runtime is up.
   from jaxvr.training import checkpoint, data, loop, stmae
   loop.quiet_library_logs()
-  result = stmae.run(_CONFIG.value, _WORKDIR.value)
+  with loop.bad_input_exits('train.stmae'):
+    result = stmae.run(_CONFIG.value, _WORKDIR.value)
 
   def export():
     checkpoint.save_params(_EXPORT.value, result.state.params,
