@@ -1,11 +1,13 @@
 """Writes that cannot lose data: the one home for creating output files.
 
 Every file jaxvr writes goes through :func:`atomic_open` (or the small
-wrappers below): the content goes to a temporary file in the destination's
+wrappers below, or :func:`atomic_path` for writers that need a file name,
+such as ffmpeg): the content goes to a temporary file in the destination's
 folder, is flushed and fsynced, then renamed over the destination, and the
 folder is fsynced so the rename itself survives a crash. A reader therefore
 sees either the old file or the complete new one, never a partial one, and a
-failure while writing leaves no file behind.
+failure while writing leaves no file behind. :func:`atomic_dir` does the
+same for a folder written as a whole (a parameter export).
 
 Appends (:func:`append_line`) cannot be atomic in that sense; they write one
 whole line per call and fsync it, and readers of append-only logs skip a torn
