@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxvr.lca as lca
+from jaxvr import files
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'fixtures'
 
@@ -288,7 +289,7 @@ def main(argv=None):
   results['loadavg_end'] = os.getloadavg()
   print(f'load average at end: {os.getloadavg()[0]:.1f}')
   if args.json:
-    args.json.write_text(json.dumps(results, indent=1, default=float))
+    files.write_text(args.json, json.dumps(results, indent=1, default=float))
 
 
 if __name__ == '__main__':

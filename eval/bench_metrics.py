@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from jaxvr import files
+
 HEIGHT, WIDTH = 288, 352
 TARGETS = {'strred': 20.0, 'ssim': 3.0}
 
@@ -180,9 +182,9 @@ def main(argv=None) -> int:
           f'{row["ratio"]:6.1f}x {TARGETS[name]:6.0f}x  {row["jaxvr_value"]:.6f} / '
           f'{row["other_value"]:.6f}  {ok} (CPU-time ratio {row["cpu_ratio"]:.1f}x)')
   if args.json:
-    with open(args.json, 'w') as f:
-      json.dump({'clip': clip, 'shape': list(ref.shape), 'runs': args.runs,
-                 'rows': rows}, f, indent=1)
+    files.write_text(args.json, json.dumps(
+        {'clip': clip, 'shape': list(ref.shape), 'runs': args.runs,
+         'rows': rows}, indent=1))
   return 0
 
 

@@ -26,6 +26,7 @@ import time
 import jax
 from absl import app, flags
 
+from jaxvr import files
 from jaxvr.configs.sparse_gan import get_config
 from jaxvr.sparsegan import train_step as ts
 
@@ -102,8 +103,7 @@ def main(argv):
   print(f'budget {FLAGS.budget_gib:g} GiB: ' + ', '.join(
       f"remat={r['remat']}: {r['clips_fit']} clips" for r in results))
   if FLAGS.json:
-    with open(FLAGS.json, 'w') as f:
-      json.dump(results, f, indent=1)
+    files.write_text(FLAGS.json, json.dumps(results, indent=1))
 
 
 if __name__ == '__main__':

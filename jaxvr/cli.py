@@ -45,9 +45,9 @@ def _load_clip(args):
 
 
 def _write_json(path: str, payload) -> None:
-  from jaxvr.video.io import atomic_write
+  from jaxvr import files
 
-  atomic_write(path, json.dumps(payload, indent=1, default=float).encode())
+  files.write_text(path, json.dumps(payload, indent=1, default=float))
 
 
 def cmd_codecs(args) -> int:
@@ -117,7 +117,7 @@ def cmd_demo(args) -> int:
 
 def cmd_sparse_mp4(args) -> int:
   """Sparse MP4 encode (decimate + lossless stream) or decode (restore)."""
-  from jaxvr import video
+  from jaxvr import files, video
   from jaxvr.lca import sparse_mp4
   from jaxvr.reducers import sparse_mp4 as reducer
 
@@ -125,7 +125,7 @@ def cmd_sparse_mp4(args) -> int:
     frames, fps, _ = _load_clip(args)
     payload = sparse_mp4.encode(frames, fps=fps, layout=args.layout,
                                 parity=args.parity, codec=args.codec)
-    video.io.atomic_write(args.output, payload.to_bytes())
+    files.write_bytes(args.output, payload.to_bytes())
     print(f'{args.output}: {payload.size:,} bytes for {frames.shape[0]} frames '
           f'{frames.shape[2]}x{frames.shape[1]} ({args.layout}, {args.codec})')
     return 0
@@ -162,7 +162,7 @@ def cmd_carv(args) -> int:
 
 def cmd_sparsegan(args) -> int:
   """Sparse-pixel GAN encode (learned or random mask) or decode (inpaint)."""
-  from jaxvr import video
+  from jaxvr import files, video
   from jaxvr.sparsegan import inference
   from jaxvr.sparsegan import payload as payload_lib
 
@@ -173,7 +173,7 @@ def cmd_sparsegan(args) -> int:
                                         seed=args.seed)
     else:
       payload = inference.encode(frames, args.weights, fps=fps, seed=args.seed)
-    video.io.atomic_write(args.output, payload.to_bytes())
+    files.write_bytes(args.output, payload.to_bytes())
     _, mask = payload_lib.decode(payload)
     t, h, w, _ = frames.shape
     print(f'{args.output}: {payload.size:,} bytes ({payload.size / t:,.0f} per frame) '

@@ -13,15 +13,18 @@ by the size of the payload in question (see ``lossless_reference_size``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterable
 
 import imageio_ffmpeg
 import numpy as np
 
-from jaxvr import errors
+from jaxvr import errors, files
 
 # codec -> (container format, file suffix)
 _CONTAINERS = {
@@ -135,22 +138,99 @@ def encode(frames, codec: str = 'libx264', *, crf: float | None = None,
     The bytes of the file ffmpeg wrote (mp4, or mkv for FFV1).
   """
   frames = _check_frames(frames)
-  t, h, w, _ = frames.shape
+  suffix = _CONTAINERS.get(codec, ('', ''))[1]
+  with tempfile.TemporaryDirectory(prefix='jaxvr_enc_') as tmp:
+    path = os.path.join(tmp, 'out' + suffix)
+    encode_file([frames], path, codec, crf=crf, lossless=lossless,
+                pix_fmt=pix_fmt, fps=fps, preset=preset, threads=threads)
+    with open(path, 'rb') as f:
+      return f.read()
+
+
+def _as_block(frames, size: tuple[int, int] | None) -> np.ndarray:
+  """One ``[H, W, 3]`` frame or ``[b, H, W, 3]`` block as a checked block."""
+  frames = np.asarray(frames)
+  if frames.ndim == 3:
+    frames = frames[None]
+  frames = _check_frames(frames)
+  if size is not None and frames.shape[1:3] != size:
+    raise errors.ShapeError(
+        f'frames: every frame must have the size of the first, {size[1]}x'
+        f'{size[0]}; got {frames.shape[2]}x{frames.shape[1]}')
+  return frames
+
+
+def encode_file(frames: Iterable, path: str | os.PathLike,
+                codec: str = 'libx264', *, crf: float | None = None,
+                lossless: bool = False, pix_fmt: str = 'yuv444p',
+                fps: float = 24, preset: str | None = None,
+                threads: int | None = 1) -> int:
+  """Encodes a stream of RGB frames straight into the file ``path``.
+
+  Frames go to ffmpeg's stdin as they arrive, so only the block in hand is
+  in memory (a long video is never held whole, nor copied to bytes). The
+  settings are those of :func:`encode`, which gives the same bytes.
+
+  Args:
+    frames: iterable of uint8 ``[H, W, 3]`` frames or ``[b, H, W, 3]``
+      blocks, all of one size (an array ``[T, H, W, 3]`` in a list works).
+    path: the output file (written by ffmpeg in place: wrap it in
+      ``jaxvr.files.atomic_path`` to replace a file atomically).
+    codec, crf, lossless, pix_fmt, fps, preset, threads: see :func:`encode`.
+
+  Returns:
+    The number of frames written.
+
+  Raises:
+    ShapeError: no frames, or frames that are not uint8 RGB of one size.
+    ConfigError, SizeError: settings that cannot work.
+    CodecError: ffmpeg failed.
+  """
+  blocks = iter(frames)
+  first = next(blocks, None)
+  if first is None:
+    raise errors.ShapeError('frames: expected at least one frame, got T=0')
+  first = _as_block(first, None)
+  h, w = first.shape[1:3]
   if codec not in _CONTAINERS:
     raise errors.ConfigError(f'codec: expected one of {CODECS}, got {codec!r}')
   if codec in ('libx264', 'libx265') and pix_fmt == 'yuv420p' and (h % 2 or w % 2):
     raise errors.SizeError(
         f'frames: {codec} yuv420p needs even width and height, got {w}x{h}')
-  fmt, suffix = _CONTAINERS['libx264rgb' if codec == 'libx264rgb' else codec]
-  args = ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}',
-          '-framerate', f'{fps:g}', '-i', 'pipe:0',
-          *_codec_args(codec, crf, lossless, pix_fmt, preset, threads)]
-  with tempfile.TemporaryDirectory(prefix='jaxvr_enc_') as tmp:
-    path = os.path.join(tmp, 'out' + suffix)
-    run_ffmpeg([*args, '-f', fmt, path], stdin=frames.tobytes(),
-               what=f'{codec} encode of {t} frames {w}x{h}')
-    with open(path, 'rb') as f:
-      return f.read()
+  fmt = _CONTAINERS[codec][0]
+  cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y',
+         '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}',
+         '-framerate', f'{fps:g}', '-i', 'pipe:0',
+         *_codec_args(codec, crf, lossless, pix_fmt, preset, threads),
+         '-f', fmt, os.fspath(path)]
+  count = 0
+  # stderr goes to a file: a pipe nobody reads could fill and stall ffmpeg.
+  with tempfile.TemporaryFile() as err:
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=err)
+    try:
+      for block in itertools.chain([first], blocks):
+        block = _as_block(block, (h, w))
+        proc.stdin.write(block.data)
+        count += len(block)
+      proc.stdin.close()
+    except BrokenPipeError:
+      pass  # ffmpeg stopped reading: its exit status and message say why.
+    except BaseException:
+      proc.kill()
+      proc.wait()
+      raise
+    finally:
+      if not proc.stdin.closed:
+        with contextlib.suppress(BrokenPipeError):
+          proc.stdin.close()
+    if proc.wait() != 0:
+      err.seek(0)
+      tail = err.read().decode(errors='replace').strip().splitlines()
+      msg = tail[-1] if tail else f'exit code {proc.returncode}'
+      raise errors.CodecError(
+          f'{codec} encode of {count} frames {w}x{h} failed: {msg}')
+  return count
 
 
 def _sniff_suffix(data: bytes) -> str:
@@ -175,8 +255,7 @@ def decode(data: bytes) -> np.ndarray:
     raise errors.EmptyVideoError('data: expected encoded video bytes, got 0 bytes')
   with tempfile.TemporaryDirectory(prefix='jaxvr_dec_') as tmp:
     path = os.path.join(tmp, 'in' + _sniff_suffix(data))
-    with open(path, 'wb') as f:
-      f.write(data)
+    files.write_bytes(path, data)
     return video_io.read_video(path)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import sys
 import time
@@ -28,8 +27,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxvr import errors, evaluation, reducers, video
-from jaxvr.video.io import atomic_write
+from jaxvr import errors, evaluation, files, reducers, video
 from jaxvr.video.transforms import resize_short_side_pil
 
 # Every method and baseline at its default budget, and codecs along their
@@ -128,11 +126,8 @@ def strict_row(row: dict) -> dict:
 
 
 def _append(results_path: pathlib.Path, row: dict) -> None:
-  with open(results_path, 'a') as f:
-    f.write(json.dumps(strict_row(row), default=float, allow_nan=False)
-            + '\n')
-    f.flush()
-    os.fsync(f.fileno())
+  files.append_line(results_path, json.dumps(strict_row(row), default=float,
+                                            allow_nan=False))
 
 
 def run_one(reducer: reducers.Reducer, frames: np.ndarray, fps: float,
@@ -214,10 +209,7 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
       continue
     clip_dir = out_dir / 'outputs' / name
     if save_outputs:
-      clip_dir.mkdir(parents=True, exist_ok=True)
-      tmp = clip_dir / '.original.tmp.npz'
-      np.savez_compressed(tmp, video=frames)
-      os.replace(tmp, clip_dir / 'original.npz')
+      files.save_npz(clip_dir / 'original.npz', compressed=True, video=frames)
     for rname in built:
       if keys[rname] in done:
         rows.append(done[keys[rname]])
@@ -232,9 +224,8 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
         row, out, _ = run_one(reducer, frames, fps, metric_names)
         if save_outputs:
           extras = {k: np.asarray(v) for k, v in reducer.extras().items()}
-          tmp = clip_dir / f'.{rname}.tmp.npz'
-          np.savez_compressed(tmp, video=out, **extras)
-          os.replace(tmp, clip_dir / f'{rname}.npz')
+          files.save_npz(clip_dir / f'{rname}.npz', compressed=True,
+                         video=out, **extras)
       except errors.JaxvrError as err:
         row = {'error': str(err)}
       row = strict_row({**base, **row})
@@ -273,7 +264,6 @@ def write_tables(rows: list[dict], out_dir) -> None:
 
   out_dir = pathlib.Path(out_dir)
   rows = [strict_row(r) for r in rows]
-  atomic_write(out_dir / 'results.json',
-               json.dumps(rows, indent=1, default=float,
-                          allow_nan=False).encode())
-  atomic_write(out_dir / 'results.csv', tables.to_csv(rows).encode())
+  files.write_text(out_dir / 'results.json',
+                   json.dumps(rows, indent=1, default=float, allow_nan=False))
+  files.write_text(out_dir / 'results.csv', tables.to_csv(rows))

@@ -1,11 +1,13 @@
 """Writes that cannot lose data: the one home for creating output files.
 
 Every file jaxvr writes goes through :func:`atomic_open` (or the small
-wrappers below): the content goes to a temporary file in the destination's
+wrappers below, or :func:`atomic_path` for writers that need a file name,
+such as ffmpeg): the content goes to a temporary file in the destination's
 folder, is flushed and fsynced, then renamed over the destination, and the
 folder is fsynced so the rename itself survives a crash. A reader therefore
 sees either the old file or the complete new one, never a partial one, and a
-failure while writing leaves no file behind.
+failure while writing leaves no file behind. :func:`atomic_dir` does the
+same for a folder written as a whole (a parameter export).
 
 Appends (:func:`append_line`) cannot be atomic in that sense; they write one
 whole line per call and fsync it, and readers of append-only logs skip a torn
@@ -18,6 +20,7 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
@@ -39,6 +42,55 @@ def _fsync_dir(directory: str) -> None:
     os.close(fd)
 
 
+def _fsync_file(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def _umask_permissions(path: str, mode: int) -> None:
+  # mkstemp/mkdtemp create private entries; give the result the usual ones.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, mode & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+  """A temporary file name that replaces ``path`` when the block succeeds.
+
+  For writers that need a name rather than an open file (an ffmpeg
+  subprocess, a library that writes by path). The temporary file exists
+  (empty) when the block starts and ends in the destination's suffix, so a
+  tool that picks the format from the name still works.
+
+  Args:
+    path: destination; its folder is created if missing.
+
+  Yields:
+    The temporary path (a string). If the block raises, it is removed and
+    ``path`` is untouched.
+  """
+  path = os.path.abspath(os.fspath(path))
+  directory, name = os.path.split(path)
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{name}.',
+                             suffix='.tmp' + os.path.splitext(name)[1])
+  os.close(fd)
+  try:
+    yield tmp
+    _fsync_file(tmp)
+    _umask_permissions(tmp, 0o666)
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    raise
+  _fsync_dir(directory)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = 'wb') -> Iterator[IO]:
   """Opens a temporary file that replaces ``path`` when the block succeeds.
@@ -53,28 +105,73 @@ def atomic_open(path: str | os.PathLike, mode: str = 'wb') -> Iterator[IO]:
   """
   if mode not in ('wb', 'w'):
     raise ValueError(f'atomic_open: mode must be "wb" or "w", got {mode!r}')
+  kw = {'encoding': 'utf-8'} if mode == 'w' else {}
+  with atomic_path(path) as tmp, open(tmp, mode, **kw) as f:
+    yield f
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+  """A temporary folder that takes the place of folder ``path`` on success.
+
+  The block fills a fresh sibling folder. On success, entries of the old
+  folder that the new one lacks are copied into it (the swap replaces what
+  the block wrote and keeps the rest), the old folder is renamed aside, the
+  new one renamed into place, and the old one deleted. The old folder is
+  not touched before the swap, so a failure or a crash at any point leaves
+  a complete folder, old or new, at ``path`` (or, between the two renames,
+  the old one beside it under a ``.old`` name).
+
+  Args:
+    path: destination folder; need not exist.
+
+  Yields:
+    The temporary folder. If the block raises, it is deleted.
+
+  Raises:
+    NotADirectoryError: ``path`` exists and is not a folder.
+  """
   path = os.path.abspath(os.fspath(path))
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory,
-                             prefix=f'.{os.path.basename(path)}.',
-                             suffix='.tmp')
+  parent, name = os.path.split(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise NotADirectoryError(f'{path}: exists and is not a folder')
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.', suffix='.tmp')
   try:
-    kw = {'encoding': 'utf-8'} if mode == 'w' else {}
-    with os.fdopen(fd, mode, **kw) as f:
-      yield f
-      f.flush()
-      os.fsync(f.fileno())
-    # mkstemp creates 0600 files; give the result the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    yield pathlib.Path(tmp)
+    _umask_permissions(tmp, 0o777)
+    if os.path.isdir(path):
+      _copy_missing(path, tmp)
+    _fsync_dir(tmp)
   except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     raise
-  _fsync_dir(directory)
+  aside = None
+  if os.path.isdir(path):
+    aside = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.', suffix='.old')
+    os.rename(path, os.path.join(aside, name))
+  try:
+    os.rename(tmp, path)
+  except BaseException:
+    if aside is not None:  # put the old folder back; keep the new one aside
+      os.rename(os.path.join(aside, name), path)
+      os.rmdir(aside)
+    raise
+  _fsync_dir(parent)
+  if aside is not None:
+    shutil.rmtree(aside)
+
+
+def _copy_missing(source: str, target: str) -> None:
+  """Copies the entries of folder ``source`` that ``target`` lacks."""
+  for entry in os.listdir(source):
+    src, dst = os.path.join(source, entry), os.path.join(target, entry)
+    if os.path.lexists(dst):
+      continue
+    if os.path.isdir(src) and not os.path.islink(src):
+      shutil.copytree(src, dst, symlinks=True)
+    else:
+      shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

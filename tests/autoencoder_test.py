@@ -54,10 +54,22 @@ def test_smoke_training_runs_and_resumes(tmp_path):
   records = loop.read_metrics(tmp_path)
   assert [r['step'] for r in records] == [2, 4]
   assert all(np.isfinite(r['metrics']['loss']) for r in records)
+  # A resume that would train another run is refused, naming the fields.
   with config.unlocked():
     config.total_steps = 6
+    config.optim.lr = 2 * config.optim.lr
+    config.log_every = 1   # logging may change freely
+  with pytest.raises(errors.ConfigError,
+                     match=r'optim\.lr: .* -> .*; total_steps: 4 -> 6\)') as e:
+    ae_train.run(config, tmp_path)
+  assert 'log_every' not in str(e.value)
+  assert 'allow_config_change' in str(e.value)
+  with config.unlocked():
+    config.allow_config_change = True
   resumed = ae_train.run(config, tmp_path)
   assert resumed.step == 6
+  # The override resumed the checkpoint (steps 5-6 only), not a fresh run.
+  assert [r['step'] for r in loop.read_metrics(tmp_path)] == [2, 4, 5, 6]
 
 
 def test_untrained_residual_model_is_box_down_bicubic_up():

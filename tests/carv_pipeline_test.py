@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxvr.stmae as stmae
-from jaxvr import carv
+from jaxvr import carv, codecs
 from jaxvr.assets import sample_clip_path
 from jaxvr.carv import figures, pipeline
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
@@ -162,12 +162,29 @@ def test_load_model_float16_and_missing(tmp_path, parity_model):
     np.testing.assert_array_equal(np.asarray(a), b.astype(np.float32))
 
 
-def test_run_carv_writes_outputs(tmp_path, parity_model, sample_video):
+def test_run_carv_writes_outputs(tmp_path, parity_model, sample_video,
+                                monkeypatch):
   params, config = parity_model
+  # Blocks of 3 frames; the encoder must get them one by one, never the
+  # whole reduced video (memory would grow with its length).
+  monkeypatch.setattr(pipeline, '_REFRESH_BLOCK_BYTES', 3 * 144 * 176 * 3)
+  seen = []
+  encode_file = codecs.encode_file
+
+  def recording_encode_file(frames, *args, **kwargs):
+    assert not hasattr(frames, 'shape')
+    def record(blocks):
+      for b in blocks:
+        seen.append(len(b))
+        yield b
+    return encode_file(record(frames), *args, **kwargs)
+
+  monkeypatch.setattr(codecs, 'encode_file', recording_encode_file)
   paths = pipeline.run_carv(sample_clip_path(), tmp_path, params=params,
                             config=config, n_samples=N_SAMPLES,
                             mask_ratio=RATIO, budget=4, max_frames=10,
                             progress=False)
+  assert seen == [3, 3, 3, 1]
   out = video_io.read_video(paths['video'])
   assert out.shape == (10, 144, 176, 3)
   sig = np.load(paths['significance'])

@@ -105,3 +105,18 @@ def test_bad_settings():
     evaluation.CodecSetting.parse('libx264:fast')
   with pytest.raises(errors.EmptyVideoError):
     codecs.decode(b'')
+
+
+def test_encode_file_streams_blocks_and_matches_encode(tmp_path):
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (5, 16, 24, 3), dtype=np.uint8)
+  blocks = (b for b in (frames[:2], frames[2], frames[3:]))  # blocks, a frame
+  path = tmp_path / 'v.mp4'
+  exact = dict(lossless=True, pix_fmt='rgb24')
+  assert codecs.encode_file(blocks, path, 'libx264', **exact) == 5
+  assert path.read_bytes() == codecs.encode(frames, 'libx264', **exact)
+  np.testing.assert_array_equal(codecs.decode(path.read_bytes()), frames)
+  with pytest.raises(errors.ShapeError, match='size of the first'):
+    codecs.encode_file([frames[:2], frames[:1, :8]], tmp_path / 'w.mkv', 'ffv1')
+  with pytest.raises(errors.ShapeError, match='at least one frame'):
+    codecs.encode_file(iter([]), tmp_path / 'x.mkv', 'ffv1')

@@ -2,6 +2,8 @@
 
 import json
 import os
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -66,3 +68,80 @@ def test_result_has_umask_permissions(tmp_path):
   umask = os.umask(0)
   os.umask(umask)
   assert p.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_atomic_path_keeps_suffix_and_replaces(tmp_path):
+  p = tmp_path / 'out' / 'v.mp4'
+  with files.atomic_path(p) as tmp:
+    assert tmp.endswith('.mp4') and os.path.dirname(tmp) == str(p.parent)
+    with open(tmp, 'ab') as f:  # a writer that opens the name itself
+      f.write(b'new')
+    assert not p.exists()
+  assert p.read_bytes() == b'new'
+  with pytest.raises(RuntimeError):
+    with files.atomic_path(p) as tmp:
+      raise RuntimeError('encoder failed')
+  assert p.read_bytes() == b'new'
+  assert os.listdir(p.parent) == ['v.mp4']
+
+
+def test_atomic_dir_swaps_whole_folder_and_keeps_other_entries(tmp_path):
+  d = tmp_path / 'export'
+  with files.atomic_dir(d) as tmp:
+    files.write_text(tmp / 'config.json', 'old')
+    (tmp / 'params').mkdir()
+    files.write_text(tmp / 'params' / 'w', 'old weights')
+  files.write_text(d / 'training_clips.json', 'record')
+  with files.atomic_dir(d) as tmp:
+    files.write_text(tmp / 'config.json', 'new')
+    (tmp / 'params').mkdir()
+    files.write_text(tmp / 'params' / 'v', 'new weights')
+    assert (d / 'config.json').read_text() == 'old'  # old intact meanwhile
+  assert (d / 'config.json').read_text() == 'new'
+  assert sorted(os.listdir(d / 'params')) == ['v']  # no stale old entries
+  assert (d / 'training_clips.json').read_text() == 'record'
+  assert os.listdir(tmp_path) == ['export']
+
+
+def test_atomic_dir_failure_leaves_old_folder(tmp_path):
+  d = tmp_path / 'export'
+  with files.atomic_dir(d) as tmp:
+    files.write_text(tmp / 'config.json', 'old')
+  with pytest.raises(RuntimeError):
+    with files.atomic_dir(d) as tmp:
+      files.write_text(tmp / 'config.json', 'half')
+      raise RuntimeError('save failed')
+  assert (d / 'config.json').read_text() == 'old'
+  assert os.listdir(tmp_path) == ['export']
+  files.write_text(tmp_path / 'plain', 'x')
+  with pytest.raises(NotADirectoryError):
+    with files.atomic_dir(tmp_path / 'plain'):
+      pass
+
+
+# Calls that create or change a file without going through jaxvr.files.
+# Calls made through the module (``files.write_text``) are the allowed form.
+_RAW_WRITES = re.compile(
+    r'np\.save|(?<!files)\.write_(text|bytes)\(|\bopen\([^)]*[\'"][wax]b?\+?[\'"]'
+    r'|os\.fdopen|mkstemp|os\.replace|os\.rename|\.savefig\((?!buf\b|f\b)'
+    r'|Image\.fromarray\([^)]*\)\.save\((?!f\b)')
+
+
+def test_no_raw_writes_outside_files_module():
+  root = pathlib.Path(__file__).resolve().parent.parent
+  offenders = []
+  for folder in ('jaxvr', 'eval', 'train'):
+    for path in sorted((root / folder).rglob('*.py')):
+      if path == root / 'jaxvr' / 'files.py':
+        continue
+      for n, line in enumerate(path.read_text().splitlines(), 1):
+        if _RAW_WRITES.search(line):
+          offenders.append(f'{path.relative_to(root)}:{n}: {line.strip()}')
+  assert not offenders, 'write through jaxvr.files:\n' + '\n'.join(offenders)
+  # The pattern does catch the forms it is meant to.
+  for bad in ("np.savez(p, a=a)", "p.write_text('x')", "open(p, 'w')",
+              "open(p, 'ab')", "os.replace(a, b)", "fig.savefig(path)"):
+    assert _RAW_WRITES.search(bad), bad
+  for good in ("files.write_text(p, 'x')", "open(p, 'rb')",
+               "fig.savefig(buf, format='png')"):
+    assert not _RAW_WRITES.search(good), good

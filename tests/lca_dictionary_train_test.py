@@ -1,6 +1,8 @@
 """Dictionary trainer: smoke run, exact resume, decimated windows, figure."""
 
 import json
+import os
+import signal
 
 import jax.numpy as jnp
 import numpy as np
@@ -48,10 +50,16 @@ def test_smoke_run_learns_unit_norm_kernels(full_run):
 
 def test_resume_matches_uninterrupted_run(full_run, tmp_path):
   result, _ = full_run
-  first = trainer.run(_config(total_steps=2), tmp_path)
-  assert first.step == 2
-  resumed = trainer.run(_config(total_steps=4), tmp_path)
-  assert resumed.step == 4
+
+  def preempt(step, state, metrics):
+    del state, metrics
+    if step == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  first = trainer.run(_config(), tmp_path, callbacks=[preempt])
+  assert first.step == 2 and first.preempted
+  resumed = trainer.run(_config(), tmp_path)
+  assert resumed.step == 4 and not resumed.preempted
   np.testing.assert_allclose(np.asarray(resumed.state.kernels),
                              np.asarray(result.state.kernels), atol=1e-6)
   np.testing.assert_allclose(np.asarray(resumed.state.velocity),

@@ -15,6 +15,7 @@ import optax
 import pytest
 from flax import struct
 
+from jaxvr import files
 from jaxvr.errors import CheckpointError
 from jaxvr.training import checkpoint, sharding
 
@@ -132,6 +133,31 @@ def test_save_and_load_params(tmp_path):
   checkpoint.save_params(out, jax.tree.map(lambda x: x * 0, params), {})
   loaded, config = checkpoint.load_params(out)
   assert config == {} and float(jnp.abs(loaded['w']).sum()) == 0.0
+
+
+
+def test_failed_save_params_keeps_previous_export(tmp_path, monkeypatch):
+  params = _make_state(3).params
+  out = checkpoint.save_params(tmp_path / 'weights', params, {'width': 8})
+  files.write_text(out / 'training_clips.json', '{}')
+
+  def fail(*args, **kwargs):
+    raise OSError('disk full')
+
+  # The new params are written; the save then fails before it completes.
+  monkeypatch.setattr(checkpoint.files, 'write_json', fail)
+  with pytest.raises(OSError, match='disk full'):
+    checkpoint.save_params(out, jax.tree.map(lambda x: x * 0, params), {})
+  monkeypatch.undo()
+  assert sorted(os.listdir(tmp_path)) == ['weights']
+  loaded, config = checkpoint.load_params(out)
+  _assert_same(loaded, params)
+  assert config == {'width': 8}
+  # A complete save replaces the export and keeps the training record.
+  checkpoint.save_params(out, jax.tree.map(lambda x: x * 0, params), {})
+  assert sorted(os.listdir(out)) == ['config.json', 'params',
+                                     'training_clips.json']
+  assert float(jnp.abs(checkpoint.load_params(out)[0]['w']).sum()) == 0.0
 
 
 _RESTORE_ON_ONE_DEVICE = textwrap.dedent('''

@@ -168,3 +168,30 @@ def test_validation_clips_are_cut_like_compare(video_folder):
   assert clips.shape == (4, 6, 16, 16, 3) and clips.dtype == np.uint8
   want, _ = ClipSpec(frames=6, size=16).load(video_folder / 'a.mp4')
   np.testing.assert_array_equal(clips[0], want)
+
+
+def test_data_state_records_the_clip_list(video_folder, tmp_path):
+  kw = dict(batch_size=2, seed=0)
+  it = data_lib.VideoClips(video_folder, T, SIZE, **kw)
+  next(it)
+  state = json.loads(json.dumps(it.get_state()))  # as a checkpoint holds it
+  a, b = (video_folder / n for n in ('a.mp4', 'b.mp4'))
+  assert state['clips'] == [
+      {'name': p.name, 'sha256': hashlib.sha256(p.read_bytes()).hexdigest()}
+      for p in (a, b)]
+  # Same clips elsewhere: resumes. Other clips: refused, naming them.
+  (tmp_path / 'a.mp4').write_bytes(a.read_bytes())
+  (tmp_path / 'b.mp4').write_bytes(b.read_bytes())
+  same = data_lib.VideoClips(tmp_path, T, SIZE, **kw)
+  same.set_state(state)
+  assert same.position == 1
+  (tmp_path / 'b.mp4').unlink()
+  (tmp_path / 'c.mp4').write_bytes(b.read_bytes())
+  other = data_lib.VideoClips(tmp_path, T, SIZE, **kw)
+  with pytest.raises(ConfigError, match=r'clips: 2 -> 2 videos, removed '
+                     r'b\.mp4, added c\.mp4.*allow_config_change'):
+    other.set_state(state)
+  other.set_state(state, allow_changes=True)
+  assert other.position == 1
+  assert data_lib.data_state_changes(state, {**state, 'batch_size': 4}) == [
+      'batch_size: 2 -> 4']

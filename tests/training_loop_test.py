@@ -1,5 +1,6 @@
 """The shared training loop: exact resume, SIGTERM save, NaN guard, logs."""
 
+import dataclasses
 import os
 import signal
 
@@ -82,7 +83,7 @@ def _run(tiny, workdir, config, step_fn=None, callbacks=(), evaluate=None):
   data = data_lib.SyntheticClips(FRAMES, SIZE, batch_size=BATCH, seed=3)
   with loop.open_checkpointer(workdir, config) as ckpt:
     state, start = loop.restore_or_init(ckpt, tiny['init_fn'], tiny['rep'],
-                                        data)
+                                        data, config=config)
     result = loop.train_loop(state, step_fn or tiny['step'], data, config,
                              workdir, mesh=tiny['mesh'], checkpointer=ckpt,
                              start_step=start, callbacks=callbacks,
@@ -150,6 +151,47 @@ def test_stale_log_records_are_dropped_on_resume(tiny, tmp_path):
   assert [r['step'] for r in loop.read_metrics(tmp_path)] == [1, 2, 3, 4]
   cfg = (tmp_path / 'config.json').read_text()
   assert '"total_steps": 4' in cfg
+
+
+def test_config_changes_name_fields_outside_the_free_list():
+  saved = {'total_steps': 4, 'log_every': 1, 'optim': {'lr': 0.1},
+           'data': {'batch_size': 8, 'val_dir': 'a', 'crop_scale': [0.5, 1]}}
+  current = {'total_steps': 6, 'log_every': 5, 'optim': {'lr': 0.1},
+             'data': {'batch_size': 4, 'val_dir': 'b', 'crop_scale': (0.7, 1),
+                      'flip': True}}
+  assert loop.config_changes(saved, current) == [
+      'data.batch_size: 8 -> 4', 'data.crop_scale: [0.5, 1] -> [0.7, 1]',
+      'data.flip: (absent) -> true', 'total_steps: 4 -> 6']
+  assert loop.config_changes(saved, saved) == []
+
+
+def test_finish_exports_only_finished_runs(capsys):
+  written = []
+  stopped = loop.LoopResult(state=None, step=2, preempted=True,
+                            last_metrics={})
+  loop.finish(stopped, lambda: written.append(1), 'stmae')
+  assert written == []
+  assert capsys.readouterr().out == (
+      'stmae preempted at step 2: checkpoint saved; no export written; run '
+      'the same command again to resume\n')
+  done = dataclasses.replace(stopped, step=6, preempted=False,
+                             last_metrics={'loss': 0.5})
+  loop.finish(done, lambda: written.append(1), 'stmae')
+  assert written == [1]
+  assert capsys.readouterr().out == (
+      "stmae finished at step 6: {'loss': 0.5}\n")
+
+
+def test_bad_input_exits_with_one_line(capsys):
+  with pytest.raises(SystemExit) as e:
+    with loop.bad_input_exits('train.x'):
+      raise ConfigError('config: differs (total_steps: 4 -> 6)')
+  assert e.value.code == 2
+  assert capsys.readouterr().err == (
+      'train.x: error: config: differs (total_steps: 4 -> 6)\n')
+  with pytest.raises(KeyError):  # not bad input: the traceback stays
+    with loop.bad_input_exits('train.x'):
+      raise KeyError('bug')
 
 
 def test_bad_config_is_rejected(tiny, tmp_path):

@@ -102,6 +102,15 @@ def test_entry_point_smoke(tmp_path):
   assert STMAEConfig(**model) == trainer.model_config(
       stmae_configs.get_config('smoke'))
   assert params['patch_embed']['kernel'].shape == (2, 8, 8, 3, 32)
+  # Resuming the finished run as a longer one is refused in one line.
+  longer = subprocess.run(cmd + ['--config.total_steps=4'], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600,
+                          check=False)
+  assert longer.returncode == 2
+  assert longer.stderr.strip().splitlines()[-1].startswith(
+      'train.stmae: error: config: differs from the checkpoint')
+  assert 'total_steps: 3 -> 4' in longer.stderr
+  assert 'Traceback' not in longer.stderr
   bad = subprocess.run(cmd + ['--config.no_such_field=1'], cwd=root, env=env,
                        capture_output=True, text=True, timeout=600,
                        check=False)

@@ -62,13 +62,32 @@ def test_write_mp4_lossless_and_gif(tmp_path, sample):
   gif = tmp_path / 'x.gif'
   video.write_video(gif, clip, fps=10)
   assert video.read_video(gif).shape == clip.shape
-  assert not [p for p in os.listdir(tmp_path / 'out') if p.startswith('.tmp_')]
+  assert os.listdir(tmp_path / 'out') == ['x.mp4']  # no temporary file left
 
 
 def test_write_odd_size_yuv420(tmp_path, sample):
   path = tmp_path / 'odd.mp4'
   video.write_video(path, sample[:3, :33, :47], crf=20)
   assert video.read_video(path).shape == (3, 34, 48, 3)
+  # Streamed blocks (padded one by one) give the same file as the array.
+  streamed = tmp_path / 'streamed.mp4'
+  video.write_video(streamed, iter([sample[0, :33, :47], sample[1:3, :33, :47]]),
+                    crf=20)
+  assert streamed.read_bytes() == path.read_bytes()
+
+
+def test_failed_streamed_write_keeps_old_file(tmp_path, sample):
+  path = tmp_path / 'v.mp4'
+  video.write_video(path, sample[:2, :32, :32], crf=20)
+  old = path.read_bytes()
+
+  def blocks():
+    yield sample[:2, :32, :32]
+    raise errors.TruncatedVideoError('input ended early')
+
+  with pytest.raises(errors.TruncatedVideoError):
+    video.write_video(path, blocks(), crf=20)
+  assert path.read_bytes() == old and os.listdir(tmp_path) == ['v.mp4']
 
 
 # Real bad files -------------------------------------------------------------

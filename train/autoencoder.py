@@ -3,8 +3,10 @@ r"""Trains the denoising bottleneck autoencoder (Sparse MP4's learned baseline).
   python -m train.autoencoder --config=jaxvr/configs/autoencoder.py \
       --workdir=runs/autoencoder --config.data.clips_dir=path/to/videos
 
-Rerunning resumes from the latest checkpoint in ``--workdir``; ``--export``
-writes the final parameters as a weights folder usable by the reducer.
+Rerunning resumes from the latest checkpoint in ``--workdir`` (with a changed
+config only given ``--config.allow_config_change=True``); ``--export`` writes
+the final parameters as a weights folder usable by the reducer. SIGTERM
+saves a checkpoint and exits cleanly without exporting.
 """
 
 from absl import app, flags
@@ -24,11 +26,14 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   from jaxvr.training import autoencoder, checkpoint, data, loop
   loop.quiet_library_logs()
-  result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
-  if _EXPORT.value:
+  with loop.bad_input_exits('train.autoencoder'):
+    result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
+
+  def export():
     checkpoint.save_params(_EXPORT.value, result.state.params, _CONFIG.value.model)
     data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
-  print(f'finished at step {result.step}: {result.last_metrics}')
+
+  loop.finish(result, export if _EXPORT.value else None, 'autoencoder')
 
 
 if __name__ == '__main__':

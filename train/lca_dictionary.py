@@ -4,9 +4,11 @@ r"""Learns the Sparse MP4 dictionary (3-frame kernels) from video clips.
       --workdir=runs/lca_dictionary --config.data.clips_dir=path/to/videos \
       --export=lca_dictionary.npz
 
-Rerunning resumes from the latest checkpoint in ``--workdir``; ``--export``
-writes the final kernels ``[K, 3, kh, kw]`` (npz key ``kernels``), the format
-the ``sparse-mp4`` reducer loads; ``--figure`` also draws them.
+Rerunning resumes from the latest checkpoint in ``--workdir`` (with a changed
+config only given ``--config.allow_config_change=True``); ``--export`` writes
+the final kernels ``[K, 3, kh, kw]`` (npz key ``kernels``), the format the
+``sparse-mp4`` reducer loads; ``--figure`` also draws them. SIGTERM saves a
+checkpoint and exits cleanly without exporting or drawing.
 """
 
 from absl import app, flags
@@ -27,15 +29,20 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   from jaxvr.training import data, lca_dictionary, loop
   loop.quiet_library_logs()
-  result = lca_dictionary.run(_CONFIG.value, _WORKDIR.value)
+  with loop.bad_input_exits('train.lca_dictionary'):
+    result = lca_dictionary.run(_CONFIG.value, _WORKDIR.value)
   kernels = result.state.kernels
-  if _EXPORT.value:
-    lca_dictionary.export_kernels(_EXPORT.value, kernels, _CONFIG.value)
-    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
-  if _FIGURE.value:
-    from jaxvr.lca import figures
-    figures.save_kernel_figure(_FIGURE.value, kernels)
-  print(f'finished at step {result.step}: {result.last_metrics}')
+
+  def write_outputs():
+    if _EXPORT.value:
+      lca_dictionary.export_kernels(_EXPORT.value, kernels, _CONFIG.value)
+      data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
+    if _FIGURE.value:
+      from jaxvr.lca import figures
+      figures.save_kernel_figure(_FIGURE.value, kernels)
+
+  loop.finish(result, write_outputs if _EXPORT.value or _FIGURE.value else None,
+              'lca_dictionary')
 
 
 if __name__ == '__main__':

@@ -8,8 +8,9 @@ r"""Trains the sparse-pixel video GAN (or a No-Mask-Gen baseline).
 
 ``--export=DIR`` also writes the final generator parameters and the config
 (``jaxvr.sparsegan.inference.load`` reads them). Running the same command
-again resumes from the latest checkpoint in ``--workdir``. SIGTERM saves a
-checkpoint and exits cleanly. Multi-host: set ``JAXVR_DISTRIBUTED=1`` on
+again resumes from the latest checkpoint in ``--workdir`` (with a changed
+config only given ``--config.allow_config_change=True``). SIGTERM saves a
+checkpoint and exits cleanly without exporting. Multi-host: set ``JAXVR_DISTRIBUTED=1`` on
 every process.
 """
 
@@ -36,12 +37,14 @@ def main(argv):
   # Imported after the distributed runtime is up.
   from jaxvr.training import data, loop, sparse_gan
   loop.quiet_library_logs()
-  result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
-  if _EXPORT.value and not result.preempted:
+  with loop.bad_input_exits('train.sparse_gan'):
+    result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
+
+  def export():
     sparse_gan.export_params(_EXPORT.value, result, _CONFIG.value)
     data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
-  state = 'preempted at' if result.preempted else 'finished at'
-  print(f'{state} step {result.step}: {result.last_metrics}')
+
+  loop.finish(result, export if _EXPORT.value else None, 'sparse_gan')
 
 
 if __name__ == '__main__':

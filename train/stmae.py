@@ -8,8 +8,9 @@ r"""Pre-trains an ST-MAE from scratch on a folder of videos.
 
 ``--export=DIR`` also writes the final parameters and the model config
 (``STMAEConfig`` fields) for shipping as default weights. Running the same
-command again resumes from the latest checkpoint in ``--workdir``. SIGTERM
-saves a checkpoint and exits cleanly. Multi-host: set
+command again resumes from the latest checkpoint in ``--workdir`` (with a
+changed config only given ``--config.allow_config_change=True``). SIGTERM
+saves a checkpoint and exits cleanly without exporting. Multi-host: set
 ``JAXVR_DISTRIBUTED=1`` on every process.
 """
 
@@ -35,13 +36,15 @@ def main(argv):
   # Imported after the distributed runtime is up.
   from jaxvr.training import checkpoint, data, loop, stmae
   loop.quiet_library_logs()
-  result = stmae.run(_CONFIG.value, _WORKDIR.value)
-  if _EXPORT.value and not result.preempted:
+  with loop.bad_input_exits('train.stmae'):
+    result = stmae.run(_CONFIG.value, _WORKDIR.value)
+
+  def export():
     checkpoint.save_params(_EXPORT.value, result.state.params,
                            stmae.model_config(_CONFIG.value))
     data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
-  state = 'preempted at' if result.preempted else 'finished at'
-  print(f'{state} step {result.step}: {result.last_metrics}')
+
+  loop.finish(result, export if _EXPORT.value else None, 'stmae')
 
 
 if __name__ == '__main__':

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvr import files
 from jaxvr.carv import baselines, schedule
 from jaxvr.carv.significance import ESTIMATORS, estimate_significance
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
@@ -51,6 +52,9 @@ METHODS = ('carv-visible', 'carv-masked', 'every-nth', 'random-chunk',
            'motion-energy')
 DEFAULT_N_SAMPLES = 500
 DEFAULT_MASK_RATIO = 0.98
+# Full-resolution frames per refresh block in run_carv: about 64 MB of them
+# (10 frames at 1080p, 32 at most), several copies of which are alive.
+_REFRESH_BLOCK_BYTES = 64 << 20
 DEFAULT_MODEL_DIR = pathlib.Path(__file__).resolve().parent.parent / (
     'assets/stmae_small')
 #: The shape of the bundled model (16x112x112, 2x16x16 tubelets); baselines
@@ -434,35 +438,35 @@ def run_carv(video_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                               estimator=estimator, progress=progress)
   full = full_frame_map(sig, geom)
   flags = schedule.schedule_from_significance(full, total, n, invert=invert)
-  reduced = np.empty((total, info.height, info.width, 3), np.uint8)
-  pos = 0
-  for block in schedule.apply_refresh_stream(
-      video_io.iter_frames(video_path, start=start, max_frames=total), flags):
-    reduced[pos:pos + len(block)] = block
-    pos += len(block)
-  if pos < total:  # the container promised more frames than decode
-    reduced, flags = reduced[:pos], flags[:pos]
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = {'video': out / 'reduced.mp4', 'significance': out / 'significance.npy',
            'full_map': out / 'significance_full.npy', 'flags': out / 'flags.npy',
            'heatmap': out / 'heatmap.png'}
-  video_io.write_video(paths['video'], reduced, fps=info.fps or 24, crf=crf)
+  written = 0
+
+  def reduced_blocks():
+    # Second pass over the file: refreshed blocks go to the encoder as they
+    # are made, so memory does not grow with the number of frames.
+    nonlocal written
+    frame_bytes = info.height * info.width * 3
+    for block in schedule.apply_refresh_stream(
+        video_io.iter_frames(video_path, start=start, max_frames=total), flags,
+        block=max(1, min(32, _REFRESH_BLOCK_BYTES // frame_bytes))):
+      written += len(block)
+      yield block
+
+  video_io.write_video(paths['video'], reduced_blocks(), fps=info.fps or 24,
+                       crf=crf)
+  if written < total:  # the container promised more frames than decode
+    flags = flags[:written]
   for name, arr in (('significance', sig), ('full_map', full),
                     ('flags', flags)):
-    _save_npy(paths[name], np.asarray(arr))
+    files.save_npy(paths[name], np.asarray(arr))
   frames_for_fig = np.stack(clip_frames)
   png = figures.significance_figure(
       frames_for_fig, np.asarray(sig), geom=geom, frame_ids=geom.frame_ids,
       title=f'{pathlib.Path(video_path).name}: CARV {estimator}')
-  video_io.atomic_write(paths['heatmap'], png)
+  files.write_bytes(paths['heatmap'], png)
   return paths
 
-
-def _save_npy(path: pathlib.Path, array: np.ndarray) -> None:
-  import io
-
-  from jaxvr.video.io import atomic_write
-  buf = io.BytesIO()
-  np.save(buf, array)
-  atomic_write(path, buf.getvalue())

@@ -28,6 +28,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.keep_ckpts = 2
   c.eval_every = 250          # validation PSNR on data.val_dir; 0 = never
   c.tensorboard = False       # also log to <workdir>/tb
+  # Resume even if the config differs from the checkpoint's in fields that
+  # change what is trained (jaxvr.training.loop.RESUME_FREE_FIELDS).
+  c.allow_config_change = False
   c.n_devices = ml_collections.FieldReference(None, field_type=int)
   c.noise_std = 0.01          # input corruption, in [0, 1] pixel units
   c.model = ml_collections.ConfigDict({'width': 48, 'blocks': 3,

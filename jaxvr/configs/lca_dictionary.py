@@ -44,6 +44,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.keep_ckpts = 2
   c.eval_every = 50      # validation restoration PSNR on data.val_dir
   c.tensorboard = False  # also log to <workdir>/tb
+  # Resume even if the config differs from the checkpoint's in fields that
+  # change what is trained (jaxvr.training.loop.RESUME_FREE_FIELDS).
+  c.allow_config_change = False
   c.n_devices = ml_collections.FieldReference(None, field_type=int)
   c.dtype = 'float32'
   # Dictionary: K kernels [K, 3, kh, kw] on a stride-s code grid.

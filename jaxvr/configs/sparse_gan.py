@@ -61,6 +61,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 50
   c.eval_every = 5_000                # validation PSNR on data.val_dir
   c.tensorboard = False              # also log to <workdir>/tb
+  # Resume even if the config differs from the checkpoint's in fields that
+  # change what is trained (jaxvr.training.loop.RESUME_FREE_FIELDS).
+  c.allow_config_change = False
   c.preset = 'paper'
   c.n_devices = ml_collections.FieldReference(None, field_type=int)  # None: all
   c.fast_compile = False   # XLA backend optimisation level 0 (short CPU runs)

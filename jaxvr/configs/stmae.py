@@ -52,6 +52,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.keep_ckpts = 3
   c.eval_every = 1_000    # validation on data.val_dir; 0 = never
   c.tensorboard = False   # also log to <workdir>/tb (needs tensorboardX)
+  # Resume even if the config differs from the checkpoint's in fields that
+  # change what is trained (jaxvr.training.loop.RESUME_FREE_FIELDS).
+  c.allow_config_change = False
   c.n_devices = ml_collections.FieldReference(None, field_type=int)
   c.mask_ratio = 0.9
   # Rematerialisation of the forward pass in the backward pass:

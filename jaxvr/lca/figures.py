@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from jaxvr import files
 from jaxvr.errors import ShapeError
 
 
@@ -66,5 +67,6 @@ def save_kernel_figure(path: str | os.PathLike, kernels, **kwargs) -> np.ndarray
   """Writes :func:`kernel_mosaic` as a PNG and returns the image."""
   from PIL import Image
   image = kernel_mosaic(kernels, **kwargs)
-  Image.fromarray(image).save(os.fspath(path))
+  with files.atomic_open(path) as f:
+    Image.fromarray(image).save(f, format='PNG')
   return image

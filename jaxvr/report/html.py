@@ -13,9 +13,8 @@ import pathlib
 
 import numpy as np
 
-from jaxvr import codecs
+from jaxvr import codecs, files
 from jaxvr.report import plots, rates, tables
-from jaxvr.video.io import atomic_write
 from jaxvr.video.transforms import pad_even
 
 QUALITY = ['psnr', 'psnr_y', 'ssim_y', 'strred', 'strred_ssn', 'vmaf']
@@ -118,7 +117,7 @@ def write_report(out_dir, rows: list[dict], *, title: str = 'jaxvr comparison',
     parts.append(_clip_section(out_dir, clip, ok, max_videos))
   parts.append('</body></html>')
   path = out_dir / 'report.html'
-  atomic_write(path, '\n'.join(parts).encode())
+  files.write_text(path, '\n'.join(parts))
   return path
 
 

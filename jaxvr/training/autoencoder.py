@@ -128,7 +128,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   data = make_data(config)
   with loop.open_checkpointer(workdir, config) as ckpt:
     state, start = loop.restore_or_init(ckpt, init, shard_lib.replicated(mesh),
-                                        data, abstract_state=jax.eval_shape(init))
+                                        data, abstract_state=jax.eval_shape(init),
+                                        config=config)
     return loop.train_loop(state, make_train_step(model_cfg, config, mesh), data,
                            config, workdir, mesh=mesh, checkpointer=ckpt,
                            start_step=start, callbacks=callbacks,

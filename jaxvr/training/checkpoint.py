@@ -27,13 +27,13 @@ import json
 import logging
 import os
 import pathlib
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from jaxvr import files
 from jaxvr.errors import CheckpointError
 
 _STATE = 'state'
@@ -253,24 +253,16 @@ class Checkpointer:
     self.close()
 
 
-def _write_text_atomic(path: pathlib.Path, text: str) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
-  try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def save_params(directory: str | os.PathLike, params: Any,
                 config: Any = None) -> pathlib.Path:
   """Saves a parameter pytree and its model config (default weights, ports).
 
-  Writes ``<directory>/params`` (Orbax) and ``<directory>/config.json``,
-  replacing what was there.
+  Writes ``<directory>/params`` (Orbax) and ``<directory>/config.json``.
+  Both are first written into a sibling temporary folder, which then takes
+  the place of ``directory`` (:func:`jaxvr.files.atomic_dir`; other files
+  already in ``directory``, such as ``training_clips.json``, are kept): a
+  previous export stays complete and loadable until the new one is, and a
+  failed save leaves it as it was.
 
   Args:
     directory: destination folder (created if missing).
@@ -281,14 +273,15 @@ def save_params(directory: str | os.PathLike, params: Any,
     The directory as an absolute path.
   """
   directory = pathlib.Path(directory).absolute()
-  directory.mkdir(parents=True, exist_ok=True)
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(directory / _PARAMS_DIR, params, force=True)
-  checkpointer.wait_until_finished()
-  checkpointer.close()
-  _write_text_atomic(directory / _CONFIG_FILE,
-                     json.dumps(to_json_dict(config), indent=2,
-                                sort_keys=True) + '\n')
+  config_json = to_json_dict(config)
+  with files.atomic_dir(directory) as tmp:
+    checkpointer = ocp.StandardCheckpointer()
+    try:
+      checkpointer.save(tmp / _PARAMS_DIR, params)
+      checkpointer.wait_until_finished()
+    finally:
+      checkpointer.close()
+    files.write_json(tmp / _CONFIG_FILE, config_json, sort_keys=True)
   return directory
 
 

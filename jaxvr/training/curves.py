@@ -13,6 +13,7 @@ import os
 import pathlib
 from collections.abc import Sequence
 
+from jaxvr import files
 from jaxvr.errors import ConfigError
 from jaxvr.training import writers
 
@@ -73,8 +74,6 @@ def plot_run(workdir: str | os.PathLike, out: str | os.PathLike, *,
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   out = pathlib.Path(out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_name(f'.{out.name}.tmp.png')
-  fig.savefig(tmp)
-  os.replace(tmp, out)
+  with files.atomic_open(out) as f:
+    fig.savefig(f, format='png')
   return out

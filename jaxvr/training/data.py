@@ -37,6 +37,7 @@ import jax
 import numpy as np
 import tqdm
 
+from jaxvr import files
 from jaxvr.errors import ConfigError, SizeError, VideoError
 from jaxvr.video import io as video_io
 
@@ -134,23 +135,62 @@ class IndexedClips(abc.ABC):
     return batch
 
   def get_state(self) -> dict:
-    """The iterator position, JSON-able."""
+    """The iterator position and what it depends on, JSON-able."""
     return {'seed': self.seed, 'batch_size': self.batch_size,
             'position': self.position}
 
-  def set_state(self, state: dict) -> None:
+  def set_state(self, state: dict, *, allow_changes: bool = False) -> None:
     """Continues from a position saved by :meth:`get_state`.
 
+    Args:
+      state: a saved state.
+      allow_changes: continue at the saved position even if the state
+        belongs to another seed, batch size or clip list.
+
     Raises:
-      ConfigError: if the state belongs to another seed or batch size.
+      ConfigError: if the state belongs to another seed, batch size or clip
+        list (see :func:`data_state_changes`) and changes are not allowed.
     """
-    for name in ('seed', 'batch_size'):
-      if int(state.get(name, -1)) != getattr(self, name):
-        raise ConfigError(
-            f'data state: saved {name}={state.get(name)} but this iterator '
-            f'has {name}={getattr(self, name)}; resume with the same data '
-            f'config')
+    changes = data_state_changes(state, self.get_state())
+    if changes and not allow_changes:
+      raise ConfigError(
+          f'data state: the checkpoint was built from other data '
+          f'({"; ".join(changes)}); resume with the same data config and '
+          f'clips, or set config.allow_config_change=True')
     self.position = int(state['position'])
+
+
+def _clip_list_changes(saved: list[dict], current: list[dict]) -> str:
+  old = {c['name']: c['sha256'] for c in saved}
+  new = {c['name']: c['sha256'] for c in current}
+  parts = []
+  for label, names in (
+      ('removed', sorted(old.keys() - new.keys())),
+      ('added', sorted(new.keys() - old.keys())),
+      ('changed content', sorted(n for n in old.keys() & new.keys()
+                                 if old[n] != new[n]))):
+    if names:
+      more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+      parts.append(f'{label} {", ".join(names[:3])}{more}')
+  return f'clips: {len(old)} -> {len(new)} videos, ' + ', '.join(parts)
+
+
+def data_state_changes(saved: dict, current: dict) -> list[str]:
+  """How a saved data state differs from an iterator's, field by field.
+
+  Compares the seed, the batch size and (when both record one) the clip
+  list; the position is what a resume restores, not a difference.
+
+  Returns:
+    ``['seed: 0 -> 2', 'clips: 3 -> 3 videos, removed a.mp4, ...']``.
+  """
+  out = [f'{name}: {saved.get(name)} -> {current.get(name)}'
+         for name in ('seed', 'batch_size')
+         if saved.get(name) != current.get(name)]
+  old, new = saved.get('clips'), current.get('clips')
+  if old is not None and (new or []) != old:
+    out.append(_clip_list_changes(old, new or []))
+  return out
 
 
 def list_videos(folder: str | os.PathLike) -> list[pathlib.Path]:
@@ -242,11 +282,7 @@ def _cached_preload(path: pathlib.Path, short: int, max_frames: int | None,
   if cached.exists():
     return np.load(cached)
   frames = preload_video(path, short, max_frames)
-  cached.parent.mkdir(parents=True, exist_ok=True)
-  tmp = cached.with_name(f'.{cached.name}.{os.getpid()}.tmp')
-  with open(tmp, 'wb') as f:
-    np.save(f, frames)
-  os.replace(tmp, cached)
+  files.save_npy(cached, frames)
   return frames
 
 
@@ -334,6 +370,7 @@ class VideoClips(IndexedClips):
       self._n_frames = [len(f) for f in self._frames]
     else:
       self._n_frames = [video_io.probe_video(p).n_frames for p in self.paths]
+    self.clips = clip_list(self.paths)  # What a checkpoint was trained on.
     self._strides = []
     for path, n in zip(self.paths, self._n_frames, strict=True):
       if n < self.num_frames:
@@ -349,6 +386,10 @@ class VideoClips(IndexedClips):
   def __len__(self) -> int:
     """Number of videos (one epoch visits each once)."""
     return len(self.paths)
+
+  def get_state(self) -> dict:
+    """The position, seed, batch size and clip list (names and sha256)."""
+    return super().get_state() | {'clips': self.clips}
 
   def _span_of(self, item: int) -> int:
     return (self.num_frames - 1) * self._strides[item] + 1
@@ -545,10 +586,7 @@ def write_training_record(export: str | os.PathLike, data_config,
   record = {'clips_dir': pathlib.Path(data_config.clips_dir).name,
             'steps': int(steps),
             'clips': clip_list(list_videos(data_config.clips_dir))}
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(json.dumps(record, indent=1) + '\n')
-  os.replace(tmp, path)
+  files.write_json(path, record, indent=1)
   return path
 
 

@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 from flax import struct
 
+from jaxvr import files
 from jaxvr.errors import ConfigError
 from jaxvr.lca import dictionary as dict_lib
 from jaxvr.lca import operators as ops
@@ -292,7 +293,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                         jax.ShapeDtypeStruct((), jnp.int32))
   with loop.open_checkpointer(workdir, config) as ckpt:
     state, start = loop.restore_or_init(ckpt, init, shard_lib.replicated(mesh),
-                                        data, abstract_state=abstract)
+                                        data, abstract_state=abstract,
+                                        config=config)
     return loop.train_loop(state, make_train_step(config, mesh), data, config,
                            workdir, mesh=mesh, checkpointer=ckpt,
                            start_step=start, callbacks=callbacks,
@@ -304,5 +306,6 @@ def export_kernels(path: str | os.PathLike, kernels,
                    config: ml_collections.ConfigDict) -> None:
   """Writes ``kernels`` (float32 ``[K, 3, kh, kw]``) and its settings to npz."""
   kernels = np.asarray(kernels, np.float32)
-  np.savez(path, kernels=kernels, stride=np.int32(config.dictionary.stride),
-           lam=np.float32(config.inference.lam))
+  files.save_npz(path, kernels=kernels,
+                 stride=np.int32(config.dictionary.stride),
+                 lam=np.float32(config.inference.lam))

@@ -20,6 +20,19 @@ then hands them to :func:`train_loop`, which
   ``config.tensorboard``, to TensorBoard under ``<workdir>/tb``, where the
   training scalars go too).
 
+A resumed run keeps its promise to continue the same training: if the
+config differs from the one saved with the checkpoint in a field that
+changes what is trained (anything outside :data:`RESUME_FREE_FIELDS`:
+``total_steps``, the learning-rate schedule, batch size, model shape, data
+settings, ...), or the data iterator was built from other clips (the data
+state records the clip list, names and sha256), :func:`restore_or_init`
+refuses with a :class:`~jaxvr.errors.ConfigError` naming every differing
+field, old -> new. ``--config.allow_config_change=True`` resumes anyway
+(and logs the changes).
+
+On SIGTERM every trainer saves the current step and stops without writing
+its export; :func:`finish` prints which (rerun the command to resume).
+
 Exact resume rests on two rules the trainers follow: the step's randomness
 comes from ``jax.random.fold_in(key, step)`` (never a key split and carried),
 and the data iterator's position is saved and restored. A resumed run then
@@ -31,6 +44,7 @@ The data iterator is any iterator of numpy batch pytrees that also has
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -38,16 +52,18 @@ import math
 import os
 import pathlib
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import jax
 import numpy as np
 import tqdm
 
-from jaxvr.errors import ConfigError, TrainingDivergedError
+from jaxvr import files
+from jaxvr.errors import ConfigError, JaxvrError, TrainingDivergedError
 from jaxvr.training import checkpoint as ckpt_lib
 from jaxvr.training import sharding as shard_lib
 from jaxvr.training import writers as writers_lib
@@ -57,6 +73,19 @@ VALIDATION_FILE = 'validation.jsonl'
 TENSORBOARD_DIR = 'tb'
 CONFIG_FILE = 'config.json'
 CKPT_DIR = 'ckpt'
+
+#: Config fields that may differ from the checkpoint's when a run resumes.
+#: They change how the run is logged, checkpointed, validated, compiled or
+#: spread over devices, or where the same clips are found (the clip list
+#: itself is checked by content), not what is trained.
+RESUME_FREE_FIELDS = (
+    'allow_config_change', 'log_every', 'eval_every', 'tensorboard',
+    'ckpt_every', 'keep_ckpts', 'ckpt.every', 'ckpt.keep', 'n_devices',
+    'fast_compile', 'remat', 'model.remat', 'data.clips_dir', 'data.val_dir',
+    'data.val_size', 'data.val_frames', 'data.cache_dir', 'data.num_workers',
+)
+#: The config field that lets a run resume with a changed config.
+OVERRIDE_FIELD = 'allow_config_change'
 
 StepFn = Callable[[Any, Any], tuple[Any, dict]]
 StepCallback = Callable[[int, Any, dict], None]
@@ -71,7 +100,8 @@ class DataIterator(Protocol):
 
   def get_state(self) -> dict: ...
 
-  def set_state(self, state: dict) -> None: ...
+  def set_state(self, state: dict, *, allow_changes: bool = False) -> None:
+    ...
 
 
 @dataclasses.dataclass
@@ -106,14 +136,70 @@ def open_checkpointer(workdir: str | os.PathLike,
                                max_to_keep=keep)
 
 
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out = {}
+  for key, value in tree.items():
+    out.update(_flatten(value, f'{prefix}.{key}' if prefix else str(key)))
+  return out
+
+
+def config_changes(saved: Any, current: Any,
+                   free: Sequence[str] = RESUME_FREE_FIELDS) -> list[str]:
+  """The fields that differ between two configs, outside ``free``.
+
+  Args:
+    saved, current: configs (ConfigDict, dataclass or mapping; compared as
+      their JSON form, see ``checkpoint.to_json_dict``).
+    free: dotted field names (and sections) that may differ.
+
+  Returns:
+    ``['optim.blr: 0.001 -> 0.002', ...]`` in field order; a field present
+    on one side only shows as ``(absent)`` on the other.
+  """
+  old = _flatten(ckpt_lib.to_json_dict(saved))
+  new = _flatten(ckpt_lib.to_json_dict(current))
+  absent = '(absent)'
+  changes = []
+  for name in sorted(old.keys() | new.keys()):
+    if any(name == f or name.startswith(f + '.') for f in free):
+      continue
+    a, b = old.get(name, absent), new.get(name, absent)
+    if a != b:
+      changes.append(f'{name}: {json.dumps(a) if a is not absent else a} -> '
+                     f'{json.dumps(b) if b is not absent else b}')
+  return changes
+
+
+def _check_resume_config(checkpointer: ckpt_lib.Checkpointer,
+                         config: Any) -> bool:
+  """Refuses a resume whose config changed; returns whether changes pass."""
+  allow = bool(config.get(OVERRIDE_FIELD, False))
+  changes = config_changes(checkpointer.restore_config(), config)
+  if changes and not allow:
+    raise ConfigError(
+        f'config: differs from the checkpoint in {checkpointer.directory} '
+        f'({"; ".join(changes)}); resume with the same config, use a new '
+        f'workdir, or pass --config.{OVERRIDE_FIELD}=True to resume anyway')
+  if changes:
+    logging.warning('resuming with a changed config (%s=True): %s',
+                    OVERRIDE_FIELD, '; '.join(changes))
+  return allow
+
+
 def restore_or_init(checkpointer: ckpt_lib.Checkpointer,
                     init_fn: Callable[[], Any], state_shardings: Any,
                     data: DataIterator | None = None, *,
-                    abstract_state: Any = None) -> tuple[Any, int]:
+                    abstract_state: Any = None,
+                    config: Any = None) -> tuple[Any, int]:
   """Restores the latest checkpoint, or builds a fresh state.
 
   The restore target is the abstract state placed with ``state_shardings``
-  (the current mesh), so checkpoints move between device counts.
+  (the current mesh), so checkpoints move between device counts. Given the
+  run's ``config``, a resume whose config differs from the checkpoint's
+  outside :data:`RESUME_FREE_FIELDS`, or whose data iterator was built from
+  other clips, is refused unless ``config.allow_config_change`` is set.
 
   Args:
     checkpointer: the run's checkpointer.
@@ -124,18 +210,24 @@ def restore_or_init(checkpointer: ckpt_lib.Checkpointer,
     data: the data iterator; its position is restored with the state.
     abstract_state: the state's ``jax.ShapeDtypeStruct`` tree; default
       ``jax.eval_shape(init_fn)`` (pass it when ``init_fn`` cannot be traced).
+    config: the run's config (every trainer passes it); None skips the
+      check.
 
   Returns:
     ``(state, step)``, step being 0 for a fresh state.
+
+  Raises:
+    ConfigError: the config or the data changed since the checkpoint.
   """
   if checkpointer.latest_step() is None:
     return jax.device_put(init_fn(), state_shardings), 0
+  allow = config is not None and _check_resume_config(checkpointer, config)
   if abstract_state is None:
     abstract_state = jax.eval_shape(init_fn)
   target = shard_lib.abstract_with_sharding(abstract_state, state_shardings)
   restored = checkpointer.restore(target)
   if data is not None:
-    data.set_state(restored.data_state)
+    data.set_state(restored.data_state, allow_changes=allow)
   logging.info('restored step %d from %s', restored.step,
                checkpointer.directory)
   return restored.state, restored.step
@@ -234,11 +326,8 @@ class _MetricsLog:
 
 
 def _write_config(workdir: pathlib.Path, config: Any) -> None:
-  path = workdir / CONFIG_FILE
-  tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(json.dumps(ckpt_lib.to_json_dict(config), indent=2,
-                            sort_keys=True) + '\n')
-  os.replace(tmp, path)
+  files.write_json(workdir / CONFIG_FILE, ckpt_lib.to_json_dict(config),
+                   sort_keys=True)
 
 
 def train_loop(state: Any, train_step: StepFn, data: DataIterator,
@@ -350,7 +439,8 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
           save()
         if (sigterm.raised if jax.process_count() == 1
             else checkpointer.reached_preemption(step)):
-          logging.warning('SIGTERM: saving step %d and stopping', step)
+          logging.warning('SIGTERM: saving step %d and stopping (no '
+                          'export; rerun to resume)', step)
           save()
           preempted = True
           break
@@ -361,6 +451,44 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
     bar.close()
   return LoopResult(state=state, step=step, preempted=preempted,
                     last_metrics=dict(log.last))
+
+
+@contextlib.contextmanager
+def bad_input_exits(name: str) -> Iterator[None]:
+  """In a ``train/`` entry point: a jaxvr error ends it with one line.
+
+  The error (a refused resume, a bad config value, an unreadable video)
+  goes to stderr as ``<name>: error: <message>`` and the exit status is 2,
+  as for the ``jaxvr`` command; other exceptions keep their traceback.
+  """
+  try:
+    yield
+  except JaxvrError as err:
+    print(f'{name}: error: {err}', file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def finish(result: LoopResult, write_outputs: Callable[[], Any] | None,
+           name: str = 'training') -> None:
+  """Ends a trainer's command the same way for every trainer.
+
+  A finished run writes its outputs (export, figures); a run stopped by
+  SIGTERM has saved its checkpoint and writes nothing else, so an export
+  never holds a half-trained model. Either way one line says which.
+
+  Args:
+    result: what :func:`train_loop` returned.
+    write_outputs: writes the run's outputs; None when none were asked for.
+    name: what the line calls the run.
+  """
+  if result.preempted:
+    skipped = ' no export written;' if write_outputs is not None else ''
+    print(f'{name} preempted at step {result.step}: checkpoint saved;'
+          f'{skipped} run the same command again to resume')
+    return
+  if write_outputs is not None:
+    write_outputs()
+  print(f'{name} finished at step {result.step}: {result.last_metrics}')
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:

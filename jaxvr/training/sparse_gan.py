@@ -326,7 +326,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         lambda k: ts.init_state(config, k, models), key)
     state, start = loop.restore_or_init(
         ckpt, lambda: with_init_weights(init(key), config),
-        shard_lib.replicated(mesh), data, abstract_state=abstract)
+        shard_lib.replicated(mesh), data, abstract_state=abstract,
+        config=config)
     trace = DensityTrace(pathlib.Path(workdir) / DENSITY_FILE, start,
                          config.log_every, shard_lib.is_main_process())
     try:

@@ -242,7 +242,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     state, start = loop.restore_or_init(
         ckpt, lambda: create_state(model_cfg, tx, key),
         shard_lib.replicated(mesh), data,
-        abstract_state=abstract_state(model_cfg, tx))
+        abstract_state=abstract_state(model_cfg, tx), config=config)
     return loop.train_loop(state, train_step, data, config, workdir,
                            mesh=mesh, checkpointer=ckpt, start_step=start,
                            callbacks=callbacks,

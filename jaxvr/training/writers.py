@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
+from jaxvr import files
 from jaxvr.errors import ConfigError
 
 
@@ -68,15 +69,11 @@ class JsonlWriter:
     kept = [ln for ln in lines
             if (s := _step_of(ln)) is not None and s <= step]
     if len(kept) != len(lines):
-      tmp = self.path.with_name(f'.{self.path.name}.tmp')
-      tmp.write_text(''.join(ln + '\n' for ln in kept))
-      os.replace(tmp, self.path)
+      files.write_text(self.path, ''.join(ln + '\n' for ln in kept))
 
   def record(self, record: Mapping) -> None:
     """Appends one record (a JSON object with a ``step`` field)."""
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(record, allow_nan=False) + '\n')
-      f.flush()
+    files.append_line(self.path, json.dumps(record, allow_nan=False))
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     self.record({'step': int(step), 'metrics': {

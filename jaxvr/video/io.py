@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import imageio_ffmpeg
 import numpy as np
 
-from jaxvr import codecs, errors
+from jaxvr import codecs, errors, files
 from jaxvr.video.transforms import pad_even
 
 
@@ -227,50 +227,42 @@ def read_luma(path, *, max_frames: int | None = None, start: int = 0,
                                    max_frames=max_frames, plane='y')))
 
 
-def atomic_write(path, data: bytes) -> None:
-  """Writes ``data`` to a temp file beside ``path`` and renames it into place."""
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def write_video(path, frames, *, fps: float = 24, lossless: bool = False,
                 crf: float = 18, codec: str = 'libx264',
                 pix_fmt: str = 'yuv420p') -> int:
-  """Writes uint8 ``[T, H, W, 3]`` frames to ``path`` (mp4/mkv or gif).
+  """Writes uint8 RGB frames to ``path`` (mp4/mkv or gif).
 
   mp4 uses x264 (``crf``, or ``lossless=True`` for ``-qp 0`` yuv444p);
   ``.gif`` uses ffmpeg's palette-based GIF encoder. Odd sizes are fine for
-  yuv444p; for yuv420p they are padded by one pixel.
+  yuv444p; for yuv420p they are padded by one pixel. ``frames`` may be an
+  iterator of blocks: they are streamed to the encoder one at a time, so a
+  long video is never held in memory (GIF excepted: its palette needs
+  every frame). The file appears complete or not at all.
+
+  Args:
+    path: output file.
+    frames: uint8 ``[T, H, W, 3]``, or an iterable of ``[H, W, 3]`` frames
+      or ``[b, H, W, 3]`` blocks of one size.
+    fps, lossless, crf, codec, pix_fmt: of the encode.
 
   Returns:
     The number of bytes written.
   """
   path = os.fspath(path)
-  frames = codecs._check_frames(frames)
+  blocks = [frames] if hasattr(frames, 'shape') else frames
   if path.lower().endswith('.gif'):
-    data = _encode_gif(frames, fps)
-  else:
-    if lossless:
-      pix_fmt = 'yuv444p' if pix_fmt == 'yuv420p' else pix_fmt
-    elif pix_fmt == 'yuv420p':
-      frames = pad_even(frames)
-    data = codecs.encode(frames, codec, crf=None if lossless else crf,
-                         lossless=lossless, pix_fmt=pix_fmt, fps=fps)
-  atomic_write(path, data)
-  return len(data)
+    data = _encode_gif(codecs._check_frames(
+        np.concatenate([codecs._as_block(b, None) for b in blocks])), fps)
+    files.write_bytes(path, data)
+    return len(data)
+  if lossless:
+    pix_fmt = 'yuv444p' if pix_fmt == 'yuv420p' else pix_fmt
+  elif pix_fmt == 'yuv420p':
+    blocks = (pad_even(codecs._as_block(b, None)) for b in blocks)
+  with files.atomic_path(path) as tmp:
+    codecs.encode_file(blocks, tmp, codec, crf=None if lossless else crf,
+                       lossless=lossless, pix_fmt=pix_fmt, fps=fps)
+  return os.path.getsize(path)
 
 
 def _encode_gif(frames: np.ndarray, fps: float) -> bytes:
