@@ -45,6 +45,16 @@ class CodecError(JaxvrError):
   """An ffmpeg encode or decode failed."""
 
 
+class PayloadError(JaxvrError, ValueError):
+  """Payload bytes are malformed: bad magic or version, a header field out
+  of range or inconsistent with the byte length, or an inner stream that
+  does not decompress or decode to what the header promises."""
+
+
+class OutputError(JaxvrError, OSError):
+  """An output path cannot be written (folder not writable, a directory)."""
+
+
 class CheckpointError(JaxvrError):
   """A checkpoint is missing, incomplete or does not fit the model."""
 
