@@ -41,15 +41,16 @@ def ffmpeg_exe() -> str:
 
 
 def run_ffmpeg(args: list[str], stdin: bytes | None = None,
-               what: str = 'ffmpeg') -> bytes:
-  """Runs ffmpeg with ``args`` and returns its stdout.
+               what: str = 'ffmpeg', cwd: str | None = None) -> bytes:
+  """Runs ffmpeg with ``args`` (in folder ``cwd``) and returns its stdout.
 
   Raises:
     CodecError: ffmpeg exited non-zero; the message holds its last error line.
   """
   cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y',
          *args]
-  proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+  proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False,
+                        cwd=cwd)
   if proc.returncode != 0:
     tail = proc.stderr.decode(errors='replace').strip().splitlines()
     msg = tail[-1] if tail else f'exit code {proc.returncode}'

@@ -149,22 +149,35 @@ def check_length(what: str, actual: int, expected: int,
         f'({parts}); truncated or padded')
 
 
+#: LZMA cannot expand by more than about 7000:1 (a saturated match costs
+#: about 1/3 bit per 273 bytes); a part claiming more is refused unread.
+MAX_LZMA_RATIO = 1 << 14
+#: Dictionary of the payload encoder (xz preset 9): no match reaches further.
+LZMA_DICT_SIZE = 64 << 20
+
+
 def inflate(what: str, part: str, data: bytes, size: int) -> bytes:
   """Decompresses raw LZMA2 ``data`` to exactly ``size`` bytes, never more.
 
-  Output is bounded by ``size + 1`` bytes, so a small input that would
-  expand without limit (a decompression bomb) costs at most that; and the
-  decoder's dictionary is ``size`` (no match can reach further back than
-  the output's start), not the encoder's 64 MiB.
+  Memory is bounded by the input, not by the header's claim: a ``size``
+  beyond :data:`MAX_LZMA_RATIO` times the input is refused before decoding;
+  output stops at ``size + 1`` bytes (a decompression bomb costs no more);
+  and the decoder's dictionary is at most ``size`` (no match reaches before
+  the output's start) and the encoder's :data:`LZMA_DICT_SIZE`.
 
   Args:
     what, part: names for messages ('sparse-pixel payload', 'mask').
     data: raw LZMA2 bytes (``lzma.FORMAT_RAW``, one ``FILTER_LZMA2``).
     size: the exact decompressed length the header implies.
   """
+  if size > MAX_LZMA_RATIO * len(data) + 4096:
+    raise errors.PayloadError(
+        f'{what}: {part} of {len(data)} bytes cannot decompress to the '
+        f'{size} bytes the header implies')
   decomp = lzma.LZMADecompressor(
       format=lzma.FORMAT_RAW,
-      filters=[{'id': lzma.FILTER_LZMA2, 'dict_size': max(size, 4096)}])
+      filters=[{'id': lzma.FILTER_LZMA2,
+                'dict_size': min(max(size, 4096), LZMA_DICT_SIZE)}])
   try:
     out = decomp.decompress(data, max_length=size + 1)
   except lzma.LZMAError as err:

@@ -225,6 +225,9 @@ def test_sparse_pixel_messages(spx_valid):
   with pytest.raises(errors.PayloadError, match='more than the limit'):
     sparse_pixels.decode(_with_parts(spx_valid, p.mask_bytes, p.value_bytes,
                                      t=60000, h=8000, w=8000))
+  with pytest.raises(errors.PayloadError, match='cannot decompress to'):
+    sparse_pixels.decode(_with_parts(spx_valid, p.mask_bytes, p.value_bytes,
+                                     t=4099, h=268, w=528))   # 72 MB of mask
   with pytest.raises(errors.PayloadError, match='truncated or padded'):
     sparse_pixels.decode(spx_valid[:-1])
 

@@ -50,7 +50,10 @@ def _is_pattern(path: str) -> bool:
   return '%' in os.path.basename(path) and not os.path.lexists(path)
 
 
-def _check_path(path) -> str:
+def check_path(path) -> str:
+  """``path`` as a string if it names a non-empty file or an image sequence
+  with a first frame; else VideoNotFoundError, UnreadableVideoError (a
+  directory) or EmptyVideoError (0 bytes). No ffmpeg run."""
   path = os.fspath(path)
   if _is_pattern(path):
     try:
@@ -61,7 +64,7 @@ def _check_path(path) -> str:
           'integer field such as frame_%03d.png') from None
     if not (os.path.exists(first) or os.path.exists(alt)):
       raise errors.VideoNotFoundError(
-          f'{path}: no image sequence found (looked for {first})')
+          f'{path}: no such file, nor an image sequence (looked for {first})')
     return path
   if not os.path.exists(path):
     raise errors.VideoNotFoundError(f'{path}: no such file')
@@ -110,7 +113,7 @@ def probe_video(path) -> VideoInfo:
     VideoNotFoundError, UnreadableVideoError, EmptyVideoError,
     TruncatedVideoError.
   """
-  path = _check_path(path)
+  path = check_path(path)
   proc = subprocess.run(
       [codecs.ffmpeg_exe(), '-hide_banner', '-nostdin', '-i',
        _ffmpeg_input(path)],
@@ -157,7 +160,7 @@ def iter_frames(path, *, start: int = 0, stride: int = 1,
     allow_truncated: yield what decodes from a damaged file instead of
       raising TruncatedVideoError at the end.
   """
-  path = _check_path(path)
+  path = check_path(path)
   if start < 0 or stride < 1 or (max_frames is not None and max_frames < 1):
     raise errors.ConfigError(
         f'{path}: need start >= 0, stride >= 1, max_frames >= 1 or None; got '
