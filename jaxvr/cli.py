@@ -458,17 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def _one_line(err: Exception) -> str:
-  return ' '.join(str(err).split())
-
-
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   try:
     return args.func(args)
   except errors.JaxvrError as err:
-    print(f'jaxvr {args.command}: error: {_one_line(err)}', file=sys.stderr)
+    print(f'jaxvr {args.command}: error: {errors.one_line(err)}',
+          file=sys.stderr)
     return 2
   except OSError as err:   # e.g. the disk filled up while writing
     where = f'{err.filename}: ' if err.filename else ''

@@ -63,6 +63,17 @@ class TrainingDivergedError(JaxvrError, FloatingPointError):
   """A training loss or gradient became NaN or infinite."""
 
 
+def one_line(err: BaseException) -> str:
+  """``err`` and the errors that caused it, on one line (for a CLI)."""
+  parts = []
+  while err is not None:
+    text = ' '.join(str(err).split())
+    if text and not any(text in seen for seen in parts):
+      parts.append(text)
+    err = err.__cause__
+  return ': '.join(parts) or 'unknown error'
+
+
 def check_shape(name: str, array, rank: int | None = None,
                 last: int | None = None, dtype=None) -> None:
   """Raises ShapeError unless ``array`` has the given rank/last dim/dtype.

@@ -187,3 +187,32 @@ def test_subprocess_prints_no_traceback(inputs, tmp_path):
   assert len(lines) == 1 and 'Traceback' not in proc.stderr, proc.stderr
   assert lines[0].startswith('jaxvr sparse-mp4: error: Sparse MP4 payload')
   assert not out.exists()
+
+
+# The training entry points (absl flags): one subprocess each, so few cases.
+TRAIN_CASES = [
+    ('train.autoencoder', [], 'Flag --config must have a value'),
+    ('train.lca_dictionary', ['--config=none.py'], "No such file or directory: 'none.py'"),
+    ('train.sparse_gan', ['--config=jaxvr/configs/sparse_gan.py:smoke',
+                          '--config.total_steps=abc'], "invalid literal for int()"),
+    ('train.stmae', ['--config=jaxvr/configs/stmae.py:smoke', 'extra'],
+     "unexpected arguments: ['extra']"),
+    ('train.curves', ['--out=x.png'], 'expected one run folder'),
+]
+
+
+@pytest.mark.parametrize('module, args, words', TRAIN_CASES,
+                         ids=[c[0] for c in TRAIN_CASES])
+def test_training_entry_points(module, args, words, tmp_path):
+  workdir = tmp_path / 'run'
+  root = pathlib.Path(__file__).parent.parent
+  proc = subprocess.run(
+      [sys.executable, '-m', module, *args]
+      + ([] if module == 'train.curves' else [f'--workdir={workdir}']),
+      capture_output=True, text=True, check=False, cwd=root,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert proc.returncode == 2, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and words in lines[0], proc.stderr
+  assert lines[0].startswith(f'{module}: error: ')
+  assert not workdir.exists()

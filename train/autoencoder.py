@@ -10,6 +10,7 @@ writes the final parameters as a weights folder usable by the reducer.
 from absl import app, flags
 from ml_collections import config_flags
 
+import train
 from jaxvr.training import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder.', required=True)
@@ -33,4 +34,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  train.run(main)

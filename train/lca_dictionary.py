@@ -12,6 +12,7 @@ the ``sparse-mp4`` reducer loads; ``--figure`` also draws them.
 from absl import app, flags
 from ml_collections import config_flags
 
+import train
 from jaxvr.training import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder.', required=True)
@@ -40,4 +41,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  train.run(main)
