@@ -306,13 +306,23 @@ def _read_payload(path: str) -> bytes:
 
 
 def _load_kernels(path: str):
+  import zipfile
+
   import numpy as np
 
-  if not os.path.exists(path):
+  if not os.path.isfile(path):
     raise errors.CheckpointError(f'{path}: no such dictionary file')
-  with np.load(path) as z:
+  expected = 'an .npz with a "kernels" array [K, 3, kh, kw]'
+  try:
+    z = np.load(path)   # refuses pickles (ValueError): no code runs
+  except (OSError, ValueError, zipfile.BadZipFile) as err:
+    raise errors.CheckpointError(
+        f'{path}: expected {expected} ({errors.one_line(err)})') from None
+  if not isinstance(z, np.lib.npyio.NpzFile):
+    raise errors.CheckpointError(f'{path}: expected {expected}, got an .npy')
+  with z:
     if 'kernels' not in z:
-      raise errors.CheckpointError(f'{path}: expected an .npz with a "kernels" array')
+      raise errors.CheckpointError(f'{path}: expected {expected}')
     return z['kernels']
 
 

@@ -85,6 +85,17 @@ def unpack_header(what: str, data, layout: struct.Struct,
   return fields[1:]
 
 
+def pack_header(what: str, layout: struct.Struct, *fields) -> bytes:
+  """``layout.pack(*fields)``, or SizeError when a value does not fit its
+  field (e.g. more frames than a 16-bit count holds)."""
+  try:
+    return layout.pack(*fields)
+  except struct.error as err:
+    raise errors.SizeError(
+        f'{what}: a header value does not fit the format ({err}); fields '
+        f'{fields[1:]}') from None
+
+
 def check_version(what: str, version: int, supported: int = 1) -> None:
   """Raises PayloadError unless ``version == supported``."""
   if version != supported:

@@ -124,7 +124,15 @@ CASES = [
      'cannot write'),
     ('convert-unwritable', ['convert-stmae', 'ckpt.pth', UNWRITABLE],
      'cannot write'),
-    # configs
+    # configs, dictionaries, names
+    ('smp4-decode-bad-dictionary', ['sparse-mp4', 'decode', 'valid.smp4',
+                                    'out.mp4', '--dictionary', 'bad.json'],
+     'expected an .npz with a "kernels" array'),
+    ('compare-unknown-reducer', ['compare', 'clip.mp4', '--out', 'out',
+                                 '--reducers', 'x264-crf23,nope'],
+     "unknown 'nope'"),
+    ('codecs-bad-setting', ['codecs', 'clip.mp4', '--setting',
+                            'libx264:crf=abc'], "cannot read 'crf=abc'"),
     ('convert-bad-json', ['convert-stmae', 'ckpt.pth', 'out', '--config',
                           'bad.json'], 'not valid JSON'),
     ('convert-unknown-key', ['convert-stmae', 'ckpt.pth', 'out', '--config',

@@ -7,6 +7,8 @@ bound (tracemalloc peak), never another exception. The default run tries a
 few hundred cases in all; ``-m slow`` runs many thousands.
 """
 
+import dataclasses
+import re
 import struct
 import tracemalloc
 
@@ -48,7 +50,6 @@ def _field_values(code: str) -> st.SearchStrategy:
 
 
 def _codes(layout: struct.Struct) -> list[str]:
-  import re
   return re.findall(r'\d*[a-zA-Z]', layout.format.lstrip('<'))
 
 
@@ -379,3 +380,9 @@ def test_video_reader(run, real_mp4, tmp_path_factory):
     path.write_bytes(data)
     check_typed_or_valid(video_io.read_video, path)
   check()
+
+
+def test_encoding_a_video_beyond_the_header_fields_is_a_size_error(smp4_valid):
+  p = sparse_mp4.SparseMP4Payload.from_bytes(smp4_valid)
+  with pytest.raises(errors.SizeError, match='Sparse MP4 payload.*70000'):
+    dataclasses.replace(p, n_frames=70000).to_bytes()

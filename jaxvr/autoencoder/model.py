@@ -163,7 +163,7 @@ def encode_video(params, config: AEConfig, video, *, fps: float = 24.0) -> bytes
   frames = np.concatenate([q[..., :3], q[..., 3:]], axis=2)        # [N,H/2,W,3]
   stream = codecs.encode(frames, 'libx264', lossless=True, pix_fmt='rgb24',
                          fps=fps / 2)
-  return _HEADER.pack(_MAGIC, t, h, w, fps) + stream
+  return payloads.pack_header(_WHAT, _HEADER, _MAGIC, t, h, w, fps) + stream
 
 
 @dataclasses.dataclass(frozen=True)

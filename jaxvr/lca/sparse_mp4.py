@@ -43,6 +43,7 @@ from jaxvr.lca.infer import infer as lca_solve
 LAYOUTS = ('packed', 'zeros')
 PARITIES = ('alternate', 'fixed')
 _MAGIC = b'JVSM'
+_WHAT = 'Sparse MP4 payload'
 _HEADER = struct.Struct('<4sBHHHfBBB')  # magic, version, T, H, W, fps, layout, parity, codec
 
 
@@ -118,9 +119,10 @@ class SparseMP4Payload:
   stream: bytes
 
   def to_bytes(self) -> bytes:
-    head = _HEADER.pack(_MAGIC, 1, self.n_frames, self.height, self.width,
-                        self.fps, LAYOUTS.index(self.layout),
-                        PARITIES.index(self.parity), _LOSSLESS.index(self.codec))
+    head = payloads.pack_header(
+        _WHAT, _HEADER, _MAGIC, 1, self.n_frames, self.height, self.width,
+        self.fps, LAYOUTS.index(self.layout), PARITIES.index(self.parity),
+        _LOSSLESS.index(self.codec))
     return head + self.stream
 
   @classmethod
@@ -131,18 +133,17 @@ class SparseMP4Payload:
       PayloadError: bad magic or version, a layout/parity/codec index out
         of range, a size or frame rate beyond the limits, or no stream.
     """
-    what = 'Sparse MP4 payload'
     version, t, h, w, fps, layout, parity, codec = payloads.unpack_header(
-        what, data, _HEADER, _MAGIC)
-    payloads.check_version(what, version)
-    payloads.check_video(what, t, h, w)
+        _WHAT, data, _HEADER, _MAGIC)
+    payloads.check_version(_WHAT, version)
+    payloads.check_video(_WHAT, t, h, w)
     stream = bytes(data[_HEADER.size:])
     if not stream:
-      raise errors.PayloadError(f'{what}: no video stream after the header')
-    return cls(t, h, w, payloads.check_fps(what, fps),
-               payloads.choice(what, 'layout', layout, LAYOUTS),
-               payloads.choice(what, 'parity', parity, PARITIES),
-               payloads.choice(what, 'codec', codec, _LOSSLESS), stream)
+      raise errors.PayloadError(f'{_WHAT}: no video stream after the header')
+    return cls(t, h, w, payloads.check_fps(_WHAT, fps),
+               payloads.choice(_WHAT, 'layout', layout, LAYOUTS),
+               payloads.choice(_WHAT, 'parity', parity, PARITIES),
+               payloads.choice(_WHAT, 'codec', codec, _LOSSLESS), stream)
 
   def stream_shape(self) -> tuple[int, int, int]:
     """``(frames, height, width)`` the inner stream must decode to."""
@@ -206,7 +207,7 @@ def decode_observed(payload: SparseMP4Payload) -> tuple[np.ndarray, np.ndarray]:
     ``[T, He, We]``.
   """
   n_kept, height, width = payload.stream_shape()
-  kept = payloads.decode_stream('Sparse MP4 payload', payload.stream,
+  kept = payloads.decode_stream(_WHAT, payload.stream,
                                 frames=n_kept, height=height, width=width)
   if payload.layout == 'packed':
     kept = unpack(kept, payload.parity)

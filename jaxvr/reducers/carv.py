@@ -193,9 +193,9 @@ class CarvReducer(Reducer):
     stream = codecs.encode(even, 'libx264', crf=self.crf, pix_fmt='yuv420p',
                            fps=fps)
     map_bytes = b'' if full_map is None else full_map.astype('<f2').tobytes()
-    header = _HEADER.pack(_MAGIC, _METHOD_CODES[self.method], self.budget,
-                          int(self.invert), t, h, w, *grid, self.seed,
-                          len(map_bytes))
+    header = payloads.pack_header(
+        _WHAT, _HEADER, _MAGIC, _METHOD_CODES[self.method], self.budget,
+        int(self.invert), t, h, w, *grid, self.seed, len(map_bytes))
     return Payload(header + map_bytes + stream, {
         'method': self.method, 'budget': self.budget, 'crf': self.crf,
         'map_bytes': len(map_bytes), 'video_bytes': len(stream),

@@ -30,7 +30,7 @@ class CodecReducer(Reducer):
     even = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
     data = codecs.encode(even, self.codec, crf=self.crf, pix_fmt=self.pix_fmt,
                          fps=fps)
-    return Payload(_SIZE.pack(h, w) + data,
+    return Payload(payloads.pack_header(_WHAT, _SIZE, h, w) + data,
                    {'codec': self.codec, 'crf': self.crf, 'pix_fmt': self.pix_fmt})
 
   def decode(self, payload: Payload) -> np.ndarray:

@@ -53,8 +53,8 @@ class SparsePixelPayload:
 
   def to_bytes(self) -> bytes:
     t, h, w, c = self.shape
-    head = _HEADER.pack(_MAGIC, 1, t, h, w, c, self.fps, len(self.mask_bytes),
-                        len(self.value_bytes))
+    head = payloads.pack_header(_WHAT, _HEADER, _MAGIC, 1, t, h, w, c, self.fps,
+                                len(self.mask_bytes), len(self.value_bytes))
     return head + self.mask_bytes + self.value_bytes
 
   @classmethod
