@@ -1,8 +1,13 @@
 """The ``jaxvr`` command.
 
 Every subcommand is a thin layer over the library: it parses arguments,
-calls one library function and prints or writes the result. Bad input
-(a jaxvr error) is printed on one line to stderr with exit status 2.
+calls one library function and prints or writes the result.
+
+Bad input is one line on stderr with exit status 2, never a traceback: an
+impossible argument (argparse errors are kept to one line), a jaxvr error
+(missing or unreadable video, corrupted payload, bad config), or an output
+that cannot be written, which is checked before any work starts. Outputs
+are written atomically, so a failure leaves no file behind.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ allocated or decompressed:
   are decoded (:func:`decode_stream`).
 
 Anything malformed raises :class:`jaxvr.errors.PayloadError` naming the
-payload, the field, its value and what was expected; zlib/LZMA errors and
+payload, the field, its value and what was expected; LZMA errors and
 ffmpeg failures on an inner stream become the same error.
 """
 
@@ -36,14 +36,16 @@ from jaxvr import errors
 class Limits:
   """The largest video a payload may describe.
 
-  The defaults admit a few minutes of 1080p or about 15 s of 8K; a payload
-  beyond them is refused before any allocation. Decoders hold the whole
-  video (and float32 working copies), so ``max_pixels`` bounds memory.
+  A payload beyond them is refused before any allocation. Decoders hold
+  the whole video (and float32 working copies), so ``max_pixels`` bounds
+  memory: the default 2**30 pixels is about 500 frames of 1080p, 3.2 GB as
+  uint8 RGB. To admit more, assign ``jaxvr.payloads.LIMITS =
+  Limits(max_pixels=...)`` (read at each check).
 
   Attributes:
     max_frames: frames ``T``.
     max_side: height and width, each.
-    max_pixels: ``T * H * W`` (2**30: 1.07e9 pixels, 3.2 GB as uint8 RGB).
+    max_pixels: ``T * H * W``.
     max_channels: colour channels.
     max_fps: frame rate (frames per second).
   """
@@ -120,16 +122,16 @@ def check_range(what: str, field: str, value, low, high) -> None:
 
 
 def check_video(what: str, frames: int | None, height: int, width: int,
-                channels: int = 3, limits: Limits = LIMITS) -> None:
-  """Checks a declared video size against ``limits``.
+                channels: int = 3) -> None:
+  """Checks a declared video size against :data:`LIMITS`.
 
   Args:
     what: the payload's name in messages.
     frames: ``T`` (None when the format does not store it).
     height, width: frame size.
     channels: colour channels.
-    limits: the bounds.
   """
+  limits = LIMITS
   if frames is not None:
     check_range(what, 'frame count', frames, 1, limits.max_frames)
   check_range(what, 'height', height, 1, limits.max_side)
@@ -142,12 +144,12 @@ def check_video(what: str, frames: int | None, height: int, width: int,
         f'more than the limit of {limits.max_pixels:,}')
 
 
-def check_fps(what: str, fps: float, limits: Limits = LIMITS) -> float:
+def check_fps(what: str, fps: float) -> float:
   """The frame rate as a float, or PayloadError unless finite in (0, max]."""
-  fps = float(fps)
-  if not (math.isfinite(fps) and 0 < fps <= limits.max_fps):
+  fps, most = float(fps), LIMITS.max_fps
+  if not (math.isfinite(fps) and 0 < fps <= most):
     raise errors.PayloadError(
-        f'{what}: fps = {fps}, expected a number in (0, {limits.max_fps:g}]')
+        f'{what}: fps = {fps}, expected a number in (0, {most:g}]')
   return fps
 
 
@@ -210,12 +212,11 @@ def inflate(what: str, part: str, data: bytes, size: int) -> bytes:
 
 
 def decode_stream(what: str, data: bytes, *, height: int, width: int,
-                  frames: int | None = None,
-                  limits: Limits = LIMITS) -> np.ndarray:
+                  frames: int | None = None) -> np.ndarray:
   """Decodes an inner video stream that must match its payload's header.
 
   The container is probed first: its frame size must be ``height x width``
-  and its packet count at most ``frames`` (or what ``limits`` allow), so a
+  and its packet count at most ``frames`` (or what :data:`LIMITS` allow), so a
   doctored stream cannot make ffmpeg produce more than the header promised.
 
   Returns:
@@ -226,7 +227,7 @@ def decode_stream(what: str, data: bytes, *, height: int, width: int,
   if not data:
     raise errors.PayloadError(f'{what}: the video stream is empty')
   max_frames = frames if frames is not None else max(
-      1, min(limits.max_frames, limits.max_pixels // (height * width)))
+      1, min(LIMITS.max_frames, LIMITS.max_pixels // (height * width)))
   try:
     video = codecs.decode(data, expect_size=(height, width),
                           max_frames=max_frames)

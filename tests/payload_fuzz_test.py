@@ -386,3 +386,13 @@ def test_encoding_a_video_beyond_the_header_fields_is_a_size_error(smp4_valid):
   p = sparse_mp4.SparseMP4Payload.from_bytes(smp4_valid)
   with pytest.raises(errors.SizeError, match='Sparse MP4 payload.*70000'):
     dataclasses.replace(p, n_frames=70000).to_bytes()
+
+
+def test_limits_are_read_at_each_check(smp4_valid, monkeypatch):
+  from jaxvr import payloads
+
+  sparse_mp4.SparseMP4Payload.from_bytes(smp4_valid)   # 5 x 10 x 12 fits
+  monkeypatch.setattr(payloads, 'LIMITS', payloads.Limits(max_pixels=500))
+  with pytest.raises(errors.PayloadError, match='600 pixels, more than the '
+                     'limit of 500'):
+    sparse_mp4.SparseMP4Payload.from_bytes(smp4_valid)
