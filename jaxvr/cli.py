@@ -1,8 +1,13 @@
 """The ``jaxvr`` command.
 
 Every subcommand is a thin layer over the library: it parses arguments,
-calls one library function and prints or writes the result. Bad input
-(a jaxvr error) is printed on one line to stderr with exit status 2.
+calls one library function and prints or writes the result.
+
+Bad input is one line on stderr with exit status 2, never a traceback: an
+impossible argument (argparse errors are kept to one line), a jaxvr error
+(missing or unreadable video, corrupted payload, bad config), or an output
+that cannot be written, which is checked before any work starts. Outputs
+are written atomically, so a failure leaves no file behind.
 """
 
 from __future__ import annotations
@@ -17,16 +22,47 @@ from jaxvr import errors
 DEFAULT_SAMPLES = 500
 
 
+class _Parser(argparse.ArgumentParser):
+  """An argument parser whose errors are one line on stderr, exit status 2
+  (argparse prints the whole usage first)."""
+
+  def error(self, message):
+    self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+
+def _number(kind, low=None, high=None, low_open=False, what='a number'):
+  """An argparse ``type`` accepting ``kind`` values in [low, high]
+  ((low, high] with ``low_open``)."""
+  def parse(text: str):
+    try:
+      value = kind(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}') from None
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value > high) or value != value:
+      raise argparse.ArgumentTypeError(f'expected {what}, got {text}')
+    return value
+  return parse
+
+
+_COUNT = _number(int, 1, what='a whole number >= 1')
+_INDEX = _number(int, 0, what='a whole number >= 0')
+_SIZE = _number(int, 0, what='a side length in pixels >= 0 (0 = native)')
+_FPS = _number(float, 0, 1000, low_open=True, what='a frame rate in (0, 1000]')
+_FRACTION = _number(float, 0, 1, low_open=True, what='a fraction in (0, 1]')
+_CRF = _number(float, 0, 63, what='a crf in 0..63')
+
+
 def _add_clip_args(p: argparse.ArgumentParser, frames: int, size: int | None):
   p.add_argument('clip', nargs='?', default=None,
                  help='video file or image pattern (default: the bundled sample clip)')
-  p.add_argument('--frames', type=int, default=frames,
+  p.add_argument('--frames', type=_COUNT, default=frames,
                  help=f'number of frames to use (default {frames})')
-  p.add_argument('--start', type=int, default=0, help='first frame (default 0)')
-  p.add_argument('--size', type=int, default=size,
+  p.add_argument('--start', type=_INDEX, default=0, help='first frame (default 0)')
+  p.add_argument('--size', type=_SIZE, default=size,
                  help='short-side resize then centre crop to SIZE x SIZE '
                       f'(default {size}; 0 keeps the native size)')
-  p.add_argument('--fps', type=float, default=None,
+  p.add_argument('--fps', type=_FPS, default=None,
                  help="frame rate of the streams (default: the clip's own)")
 
 
@@ -44,6 +80,31 @@ def _load_clip(args):
   return frames, (args.fps or info.fps or 24.0), path
 
 
+def _check_output(path: str, folder: bool = False) -> None:
+  """Raises OutputError unless ``path`` (a file, or a folder with
+  ``folder``) can be written, before any work: a run should not fail at its
+  end. The nearest existing folder on the way must accept a new file (tried
+  with a temporary file, which also catches read-only mounts for root)."""
+  import tempfile
+
+  full = os.path.abspath(path)
+  if os.path.isdir(full) != folder and os.path.exists(full):
+    raise errors.OutputError(
+        f'{path}: is {"a file" if folder else "a directory"}, expected '
+        f'{"an output folder" if folder else "a file name to write"}')
+  parent = full if folder else os.path.dirname(full)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise errors.OutputError(f'{path}: {parent} is a file, expected a folder')
+  try:
+    with tempfile.TemporaryFile(dir=parent):
+      pass
+  except OSError as err:
+    raise errors.OutputError(
+        f'{path}: cannot write in {parent} ({err.strerror})') from None
+
+
 def _write_json(path: str, payload) -> None:
   from jaxvr import files
 
@@ -55,6 +116,8 @@ def cmd_codecs(args) -> int:
   from jaxvr import evaluation
   from jaxvr.report import tables
 
+  if args.json:
+    _check_output(args.json)
   frames, fps, path = _load_clip(args)
   settings = args.setting or evaluation.DEFAULT_SETTINGS
   names = [m for m in evaluation.ALL_METRICS
@@ -75,7 +138,11 @@ def cmd_compare(args) -> int:
   """Every chosen reducer on every clip, with tables and an HTML report."""
   from jaxvr import compare, evaluation
   from jaxvr.report import html, rates, tables
+  from jaxvr.video import io as video_io
 
+  _check_output(args.out, folder=True)
+  for path in args.videos:
+    video_io.check_path(path)
   names = args.reducers.split(',') if args.reducers else list(compare.DEFAULT_REDUCERS)
   metric_names = [m for m in evaluation.ALL_METRICS
                   if not (args.no_vmaf and m == 'vmaf')]
@@ -121,6 +188,7 @@ def cmd_sparse_mp4(args) -> int:
   from jaxvr.lca import sparse_mp4
   from jaxvr.reducers import sparse_mp4 as reducer
 
+  _check_output(args.output)
   if args.action == 'encode':
     frames, fps, _ = _load_clip(args)
     payload = sparse_mp4.encode(frames, fps=fps, layout=args.layout,
@@ -146,6 +214,7 @@ def cmd_carv(args) -> int:
   from jaxvr import assets
   from jaxvr.carv import pipeline
 
+  _check_output(args.out, folder=True)
   params = config = None
   if args.model:
     params, config = pipeline.load_default_model(args.model)
@@ -166,6 +235,7 @@ def cmd_sparsegan(args) -> int:
   from jaxvr.sparsegan import inference
   from jaxvr.sparsegan import payload as payload_lib
 
+  _check_output(args.output)
   if args.action == 'encode':
     frames, fps, _ = _load_clip(args)
     if args.random_density:
@@ -188,15 +258,14 @@ def cmd_sparsegan(args) -> int:
 
 def cmd_convert_stmae(args) -> int:
   """Official PyTorch ST-MAE weights -> an orbax params folder."""
-  import json
-
   from jaxvr import stmae
   from jaxvr.stmae.convert import config_dict
   from jaxvr.training import checkpoint
 
+  _check_output(args.out_dir, folder=True)
   if args.config:
-    with open(args.config) as f:
-      config = stmae.STMAEConfig(**json.load(f))
+    config = stmae.STMAEConfig(**_read_config_json(args.config,
+                                                   stmae.STMAEConfig))
   else:
     config = stmae.vit_large_config()
   state_dict = stmae.load_torch_checkpoint(args.checkpoint)
@@ -208,7 +277,33 @@ def cmd_convert_stmae(args) -> int:
   return 0
 
 
+def _read_config_json(path: str, config_class) -> dict:
+  """The keywords of ``config_class`` in the JSON file ``path``; ConfigError
+  if the file is missing, not a JSON object or names an unknown field."""
+  import dataclasses
+
+  try:
+    with open(path, encoding='utf-8') as f:
+      config = json.load(f)
+  except OSError as err:
+    raise errors.ConfigError(f'{path}: cannot read ({err.strerror})') from None
+  except ValueError as err:   # JSONDecodeError, UnicodeDecodeError
+    raise errors.ConfigError(f'{path}: not valid JSON ({err})') from None
+  if not isinstance(config, dict):
+    raise errors.ConfigError(f'{path}: expected a JSON object of '
+                             f'{config_class.__name__} fields')
+  known = {f.name for f in dataclasses.fields(config_class)}
+  unknown = sorted(set(config) - known)
+  if unknown:
+    raise errors.ConfigError(
+        f'{path}: unknown {config_class.__name__} fields {unknown}; expected '
+        f'some of {sorted(known)}')
+  return config
+
+
 def _read_payload(path: str) -> bytes:
+  if os.path.isdir(path):
+    raise errors.PayloadError(f'{path}: is a directory, expected a payload file')
   if not os.path.isfile(path):
     raise errors.CodecError(f'{path}: no such payload file')
   with open(path, 'rb') as f:
@@ -216,18 +311,28 @@ def _read_payload(path: str) -> bytes:
 
 
 def _load_kernels(path: str):
+  import zipfile
+
   import numpy as np
 
-  if not os.path.exists(path):
+  if not os.path.isfile(path):
     raise errors.CheckpointError(f'{path}: no such dictionary file')
-  with np.load(path) as z:
+  expected = 'an .npz with a "kernels" array [K, 3, kh, kw]'
+  try:
+    z = np.load(path)   # refuses pickles (ValueError): no code runs
+  except (OSError, ValueError, zipfile.BadZipFile) as err:
+    raise errors.CheckpointError(
+        f'{path}: expected {expected} ({errors.one_line(err)})') from None
+  if not isinstance(z, np.lib.npyio.NpzFile):
+    raise errors.CheckpointError(f'{path}: expected {expected}, got an .npy')
+  with z:
     if 'kernels' not in z:
-      raise errors.CheckpointError(f'{path}: expected an .npz with a "kernels" array')
+      raise errors.CheckpointError(f'{path}: expected {expected}')
     return z['kernels']
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog='jaxvr',
       description='Learned video reduction in JAX: CARV, sparse-pixel GAN and '
                   'Sparse MP4, measured against real codecs.')
@@ -259,9 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--reducers', default=None,
                  help='comma-separated reducer names (default: a standard set; '
                       'see `jaxvr reducers`)')
-  p.add_argument('--frames', type=int, default=16, help='frames per clip (default 16)')
-  p.add_argument('--start', type=int, default=0, help='first frame (default 0)')
-  p.add_argument('--size', type=int, default=112,
+  p.add_argument('--frames', type=_COUNT, default=16, help='frames per clip (default 16)')
+  p.add_argument('--start', type=_INDEX, default=0, help='first frame (default 0)')
+  p.add_argument('--size', type=_SIZE, default=112,
                  help='working resolution: short side, then centre crop (default 112; 0 = native)')
   p.add_argument('--no-vmaf', action='store_true', help='skip VMAF')
   p.set_defaults(func=cmd_compare)
@@ -272,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
                   'frames at 112x112) with the bundled default weights of every '
                   'method, and write the tables and report.html.')
   p.add_argument('--out', default='jaxvr_demo', help='output folder (default jaxvr_demo)')
-  p.add_argument('--frames', type=int, default=16, help='frames (default 16)')
-  p.add_argument('--size', type=int, default=112, help='working resolution (default 112)')
+  p.add_argument('--frames', type=_COUNT, default=16, help='frames (default 16)')
+  p.add_argument('--size', type=_SIZE, default=112, help='working resolution (default 112)')
   p.add_argument('--no-vmaf', action='store_true', help='skip VMAF')
   p.set_defaults(func=cmd_demo)
 
@@ -314,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--model', default=None,
                  help='ST-MAE params folder (save_params or convert-stmae output; '
                       'default: the bundled small model)')
-  p.add_argument('--budget', type=int, default=4,
+  p.add_argument('--budget', type=_COUNT, default=4,
                  help='N: each chunk refreshes once per N frames on average (default 4)')
   p.add_argument('--estimator', default='visible', choices=['visible', 'masked'],
                  help='visible: mean loss of the samples where the chunk was seen '
@@ -322,13 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--invert', action='store_true',
                  help='refresh LOW-significance chunks more often (the paper\'s text); '
                       'default follows the released code: high-loss chunks more often')
-  p.add_argument('--samples', type=int, default=DEFAULT_SAMPLES,
+  p.add_argument('--samples', type=_COUNT, default=DEFAULT_SAMPLES,
                  help=f'random masks (default {DEFAULT_SAMPLES}; the paper used 500)')
-  p.add_argument('--mask-ratio', type=float, default=0.98, help='masking ratio (default 0.98)')
-  p.add_argument('--seed', type=int, default=0, help='random seed of the masks')
-  p.add_argument('--start', type=int, default=0, help='first frame')
-  p.add_argument('--frames', type=int, default=None, help='frames to reduce (default all)')
-  p.add_argument('--crf', type=float, default=18, help='x264 crf of reduced.mp4')
+  p.add_argument('--mask-ratio', type=_FRACTION, default=0.98, help='masking ratio (default 0.98)')
+  p.add_argument('--seed', type=_INDEX, default=0, help='random seed of the masks')
+  p.add_argument('--start', type=_INDEX, default=0, help='first frame')
+  p.add_argument('--frames', type=_COUNT, default=None, help='frames to reduce (default all)')
+  p.add_argument('--crf', type=_CRF, default=18, help='x264 crf of reduced.mp4')
   p.set_defaults(func=cmd_carv)
 
   p = sub.add_parser(
@@ -340,14 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
   e = sp.add_parser('encode', help='video -> payload')
   _add_clip_args(e, frames=16, size=0)
   e.add_argument('output', help='payload file to write')
-  e.add_argument('--random-density', type=float, default=None,
+  e.add_argument('--random-density', type=_FRACTION, default=None,
                  help='use an exact-count random mask of this density instead of '
                       'the learned one (e.g. 0.05)')
   for q in (e, d := sp.add_parser('decode', help='payload -> video (lossless mp4)')):
     q.add_argument('--weights', default=None,
                    help='weights folder from train.sparse_gan --export '
                         '(default: the bundled weights)')
-    q.add_argument('--seed', type=int, default=0, help='noise seed')
+    q.add_argument('--seed', type=_INDEX, default=0, help='noise seed')
   d.add_argument('input', help='payload file')
   d.add_argument('output', help='video file to write (.mp4)')
   p.set_defaults(func=cmd_sparsegan)
@@ -374,7 +479,13 @@ def main(argv: list[str] | None = None) -> int:
   try:
     return args.func(args)
   except errors.JaxvrError as err:
-    print(f'jaxvr {args.command}: error: {err}', file=sys.stderr)
+    print(f'jaxvr {args.command}: error: {errors.one_line(err)}',
+          file=sys.stderr)
+    return 2
+  except OSError as err:   # e.g. the disk filled up while writing
+    where = f'{err.filename}: ' if err.filename else ''
+    print(f'jaxvr {args.command}: error: {where}{err.strerror or err}',
+          file=sys.stderr)
     return 2
   except KeyboardInterrupt:
     print(f'jaxvr {args.command}: interrupted', file=sys.stderr)

@@ -44,15 +44,16 @@ def ffmpeg_exe() -> str:
 
 
 def run_ffmpeg(args: list[str], stdin: bytes | None = None,
-               what: str = 'ffmpeg') -> bytes:
-  """Runs ffmpeg with ``args`` and returns its stdout.
+               what: str = 'ffmpeg', cwd: str | None = None) -> bytes:
+  """Runs ffmpeg with ``args`` (in folder ``cwd``) and returns its stdout.
 
   Raises:
     CodecError: ffmpeg exited non-zero; the message holds its last error line.
   """
   cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error', '-y',
          *args]
-  proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+  proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False,
+                        cwd=cwd)
   if proc.returncode != 0:
     tail = proc.stderr.decode(errors='replace').strip().splitlines()
     msg = tail[-1] if tail else f'exit code {proc.returncode}'
@@ -243,11 +244,24 @@ def _sniff_suffix(data: bytes) -> str:
   return '.bin'
 
 
-def decode(data: bytes) -> np.ndarray:
+def decode(data: bytes, *, expect_size: tuple[int, int] | None = None,
+           max_frames: int | None = None) -> np.ndarray:
   """Decodes encoded video bytes back to uint8 ``[T, H, W, 3]`` RGB.
 
   The YUV -> RGB conversion is ffmpeg's default (BT.601, limited range), the
   inverse of what ``encode`` used.
+
+  Args:
+    data: container bytes (mp4, mkv, gif).
+    expect_size: ``(H, W)`` the stream must have; checked on the container
+      header before any frame is decoded.
+    max_frames: the most frames the stream may hold; checked on the
+      container's packet count before decoding, and decoding stops after
+      ``max_frames + 1`` frames whatever the container claims.
+
+  Raises:
+    CodecError: the stream's size or frame count is not what was expected.
+    VideoError: ffmpeg cannot decode the bytes.
   """
   from jaxvr.video import io as video_io
 
@@ -256,7 +270,22 @@ def decode(data: bytes) -> np.ndarray:
   with tempfile.TemporaryDirectory(prefix='jaxvr_dec_') as tmp:
     path = os.path.join(tmp, 'in' + _sniff_suffix(data))
     files.write_bytes(path, data)
-    return video_io.read_video(path)
+    if expect_size is None and max_frames is None:
+      return video_io.read_video(path)
+    info = video_io.probe_video(path)
+    if expect_size is not None and (info.height, info.width) != tuple(expect_size):
+      raise errors.CodecError(
+          f'stream: frames of {info.width}x{info.height}, expected '
+          f'{expect_size[1]}x{expect_size[0]}')
+    if max_frames is not None and info.n_frames > max_frames:
+      raise errors.CodecError(
+          f'stream: {info.n_frames} frames, expected at most {max_frames}')
+    video = video_io.read_video(
+        path, max_frames=None if max_frames is None else max_frames + 1)
+  if max_frames is not None and video.shape[0] > max_frames:
+    raise errors.CodecError(
+        f'stream: decodes to more than {max_frames} frames')
+  return video
 
 
 @dataclasses.dataclass(frozen=True)

@@ -174,12 +174,13 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
     has an ``error`` field (a clip that fails to load gives one row with
     reducer ``'*'``). Non-finite metrics are None (see :func:`strict_row`).
   """
+  # Unknown names fail before the output folder exists.
+  built = {name: reducers.create(name) for name in reducer_names}
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   results_path = out_dir / 'results.jsonl'
   done = _done(results_path)
   metric_names = tuple(metric_names)
-  built = {name: reducers.create(name) for name in reducer_names}
   clips = [str(c) for c in clips]
   hashes = []
   for path in clips:

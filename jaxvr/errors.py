@@ -45,10 +45,31 @@ class CodecError(JaxvrError):
   """An ffmpeg encode or decode failed."""
 
 
+class PayloadError(JaxvrError, ValueError):
+  """Payload bytes are malformed: bad magic or version, a header field out
+  of range or inconsistent with the byte length, or an inner stream that
+  does not decompress or decode to what the header promises."""
+
+
+class OutputError(JaxvrError, OSError):
+  """An output path cannot be written (folder not writable, a directory)."""
+
+
 class CheckpointError(JaxvrError):
   """A checkpoint is missing, incomplete or does not fit the model."""
 
 
 class TrainingDivergedError(JaxvrError, FloatingPointError):
   """A training loss or gradient became NaN or infinite."""
+
+
+def one_line(err: BaseException) -> str:
+  """``err`` and the errors that caused it, on one line (for a CLI)."""
+  parts = []
+  while err is not None:
+    text = ' '.join(str(err).split())
+    if text and not any(text in seen for seen in parts):
+      parts.append(text)
+    err = err.__cause__
+  return ': '.join(parts) or 'unknown error'
 

@@ -43,7 +43,7 @@ def test_payload_round_trip(params):
   assert out.shape == video.shape and out.dtype == np.uint8
   # Decoding is deterministic given the bytes.
   np.testing.assert_array_equal(out, ae.decode_video(params, CFG, data))
-  with pytest.raises(errors.CodecError, match='autoencoder'):
+  with pytest.raises(errors.PayloadError, match='autoencoder'):
     ae.decode_video(params, CFG, b'nope')
 
 

@@ -8,7 +8,7 @@ import pytest
 from jaxvr import reducers
 from jaxvr.assets import sample_clip_path
 from jaxvr.carv import pipeline, schedule
-from jaxvr.errors import CodecError, ConfigError
+from jaxvr.errors import ConfigError, PayloadError
 from jaxvr.reducers import carv as carv_reducers
 from jaxvr.video import io as video_io
 from jaxvr.video.tubes import chunk_bounds
@@ -84,7 +84,7 @@ def test_every_nth_holds_whole_frames(roundtrips):
 
 def test_corrupt_payload(roundtrips):
   red, payload, _, _ = roundtrips['carv-visible']
-  with pytest.raises(CodecError, match='CARV payload'):
+  with pytest.raises(PayloadError, match='CARV payload'):
     red.decode(reducers.Payload(b'XXXX' + payload.data[4:]))
   header = struct.unpack_from('<4s', payload.data)[0]
   assert header == b'CRV1'

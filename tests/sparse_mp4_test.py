@@ -97,7 +97,7 @@ def test_restore_smooth_video_beats_zero_fill():
 def test_bad_input():
   with pytest.raises(errors.ConfigError, match='layout'):
     sparse_mp4.encode(np.zeros((2, 8, 8, 3), np.uint8), layout='diagonal')
-  with pytest.raises(errors.CodecError, match='Sparse MP4'):
+  with pytest.raises(errors.PayloadError, match='Sparse MP4'):
     sparse_mp4.SparseMP4Payload.from_bytes(b'JV')
   with pytest.raises(errors.ShapeError, match='kernels'):
     sparse_mp4.restore(np.zeros((3, 8, 8, 1)), np.ones((3, 8, 8), bool),

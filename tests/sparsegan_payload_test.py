@@ -44,5 +44,5 @@ def test_structured_mask_compresses(clip):
 def test_bad_input(clip):
   with pytest.raises(errors.ShapeError, match='mask'):
     payload.encode(clip, np.ones((2, 3, 4), bool))
-  with pytest.raises(errors.CodecError, match='sparse-pixel'):
+  with pytest.raises(errors.PayloadError, match='sparse-pixel'):
     payload.decode(b'nonsense')

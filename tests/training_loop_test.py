@@ -182,18 +182,6 @@ def test_finish_exports_only_finished_runs(capsys):
       "stmae finished at step 6: {'loss': 0.5}\n")
 
 
-def test_bad_input_exits_with_one_line(capsys):
-  with pytest.raises(SystemExit) as e:
-    with loop.bad_input_exits('train.x'):
-      raise ConfigError('config: differs (total_steps: 4 -> 6)')
-  assert e.value.code == 2
-  assert capsys.readouterr().err == (
-      'train.x: error: config: differs (total_steps: 4 -> 6)\n')
-  with pytest.raises(KeyError):  # not bad input: the traceback stays
-    with loop.bad_input_exits('train.x'):
-      raise KeyError('bug')
-
-
 def test_bad_config_is_rejected(tiny, tmp_path):
   with pytest.raises(ConfigError, match='config.log_every'):
     _run(tiny, tmp_path, _config(log_every=0))

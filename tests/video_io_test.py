@@ -145,3 +145,23 @@ def test_missing_file_and_empty_range(tmp_path):
     video.read_video(sample_clip_path(), start=1000)
   with pytest.raises(errors.ConfigError, match='stride'):
     video.read_video(sample_clip_path(), stride=0)
+
+
+@pytest.mark.parametrize('name', ['100%done.mp4', 'a%d.mp4', 'pipe:1',
+                                  "take:2 'final'.mp4", '50%off.mp4'])
+def test_names_with_percent_colon_and_quotes_are_files(tmp_path, sample,
+                                                       monkeypatch, name):
+  """Existing files are read as files, not as sequence patterns or
+  protocols, whatever their names hold."""
+  monkeypatch.chdir(tmp_path)
+  video.write_video(name, sample[:3], lossless=True)
+  assert video.probe_video(name).n_frames == 3
+  np.testing.assert_array_equal(video.read_video(name),
+                                video.read_video(tmp_path / name))
+
+
+def test_missing_names_with_percent(tmp_path):
+  with pytest.raises(errors.VideoNotFoundError, match='no such file'):
+    video.read_video(tmp_path / '50%off.mp4')
+  with pytest.raises(errors.VideoNotFoundError, match='looked for .*frame_000'):
+    video.read_video(tmp_path / 'frame_%03d.png')

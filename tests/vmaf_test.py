@@ -27,3 +27,25 @@ def test_vmaf_rejects_mismatch(pair):
   ref, _ = pair
   with pytest.raises(errors.ShapeError, match='equal shapes'):
     metrics.vmaf(ref, ref[:4])
+
+
+def test_vmaf_in_a_temporary_folder_with_awkward_characters(pair, tmp_path,
+                                                             monkeypatch):
+  """':' and quotes in the temporary folder's path never reach the filter
+  graph (ffmpeg runs inside it, with relative names)."""
+  import tempfile
+
+  awkward = tmp_path / "tmp:dir 'quoted' [x],y;z"
+  awkward.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(awkward))
+  ref, dis = pair
+  assert 20.0 < metrics.vmaf(ref[:2], dis[:2]).mean < 60.0
+  assert list(awkward.iterdir()) == []
+
+
+@pytest.mark.parametrize('model', ['vmaf_v0.6.1:log_path=/tmp/x',
+                                   "vmaf_v0.6.1'", 'a,b', ''])
+def test_vmaf_model_name_cannot_inject_filter_options(pair, model):
+  ref, _ = pair
+  with pytest.raises(errors.ConfigError, match='built-in model version'):
+    metrics.vmaf(ref, ref, model=model)

@@ -12,6 +12,7 @@ saves a checkpoint and exits cleanly without exporting.
 from absl import app, flags
 from ml_collections import config_flags
 
+import train
 from jaxvr.training import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder.', required=True)
@@ -26,8 +27,7 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   from jaxvr.training import autoencoder, checkpoint, data, loop
   loop.quiet_library_logs()
-  with loop.bad_input_exits('train.autoencoder'):
-    result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
+  result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
 
   def export():
     checkpoint.save_params(_EXPORT.value, result.state.params, _CONFIG.value.model)
@@ -38,4 +38,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  train.run(main)

@@ -6,6 +6,8 @@ r"""Draws a run's training and validation curves to a PNG.
 
 from absl import app, flags
 
+import train
+
 _OUT = flags.DEFINE_string('out', None, 'PNG to write.', required=True)
 _TRAIN = flags.DEFINE_string('train_metric', 'loss',
                              'Metric of metrics.jsonl to draw.')
@@ -23,4 +25,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  train.run(main)

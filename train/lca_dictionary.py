@@ -14,6 +14,7 @@ checkpoint and exits cleanly without exporting or drawing.
 from absl import app, flags
 from ml_collections import config_flags
 
+import train
 from jaxvr.training import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder.', required=True)
@@ -29,8 +30,7 @@ def main(argv):
   sharding.maybe_initialize_distributed()
   from jaxvr.training import data, lca_dictionary, loop
   loop.quiet_library_logs()
-  with loop.bad_input_exits('train.lca_dictionary'):
-    result = lca_dictionary.run(_CONFIG.value, _WORKDIR.value)
+  result = lca_dictionary.run(_CONFIG.value, _WORKDIR.value)
   kernels = result.state.kernels
 
   def write_outputs():
@@ -47,4 +47,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  train.run(main)

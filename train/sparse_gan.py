@@ -17,6 +17,7 @@ every process.
 from absl import app, flags
 from ml_collections import config_flags
 
+import train
 from jaxvr.training import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder (checkpoints, '
@@ -37,8 +38,7 @@ def main(argv):
   # Imported after the distributed runtime is up.
   from jaxvr.training import data, loop, sparse_gan
   loop.quiet_library_logs()
-  with loop.bad_input_exits('train.sparse_gan'):
-    result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
+  result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
 
   def export():
     sparse_gan.export_params(_EXPORT.value, result, _CONFIG.value)
@@ -49,4 +49,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  train.run(main)

@@ -17,6 +17,7 @@ saves a checkpoint and exits cleanly without exporting. Multi-host: set
 from absl import app, flags
 from ml_collections import config_flags
 
+import train
 from jaxvr.training import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder (checkpoints, '
@@ -36,8 +37,7 @@ def main(argv):
   # Imported after the distributed runtime is up.
   from jaxvr.training import checkpoint, data, loop, stmae
   loop.quiet_library_logs()
-  with loop.bad_input_exits('train.stmae'):
-    result = stmae.run(_CONFIG.value, _WORKDIR.value)
+  result = stmae.run(_CONFIG.value, _WORKDIR.value)
 
   def export():
     checkpoint.save_params(_EXPORT.value, result.state.params,
@@ -49,4 +49,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  train.run(main)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvr import codecs, errors
+from jaxvr import codecs, errors, payloads
 from jaxvr.video.transforms import pad_even
 
 LATENT_CHANNELS = 6   # 2 frames x 3 channels / 4 (2x2 spatial) -> 4:1
@@ -133,6 +133,7 @@ def init_params(config: AEConfig, key, size: int = 32):
 
 _HEADER = struct.Struct('<4sHHHf')   # magic, T, H, W, fps
 _MAGIC = b'JVAE'
+_WHAT = 'autoencoder payload'
 
 
 def _pairs(video: np.ndarray) -> np.ndarray:
@@ -162,17 +163,46 @@ def encode_video(params, config: AEConfig, video, *, fps: float = 24.0) -> bytes
   frames = np.concatenate([q[..., :3], q[..., 3:]], axis=2)        # [N,H/2,W,3]
   stream = codecs.encode(frames, 'libx264', lossless=True, pix_fmt='rgb24',
                          fps=fps / 2)
-  return _HEADER.pack(_MAGIC, t, h, w, fps) + stream
+  return payloads.pack_header(_WHAT, _HEADER, _MAGIC, t, h, w, fps) + stream
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentHeader:
+  """The fixed header of an autoencoder payload."""
+
+  frames: int
+  height: int
+  width: int
+  fps: float
+
+  @classmethod
+  def parse(cls, data: bytes) -> LatentHeader:
+    """Checks magic, sizes and frame rate (see :mod:`jaxvr.payloads`)."""
+    t, h, w, fps = payloads.unpack_header(_WHAT, data, _HEADER, _MAGIC)
+    payloads.check_video(_WHAT, t, h, w)
+    return cls(t, h, w, payloads.check_fps(_WHAT, fps))
+
+  def stream_shape(self) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of the latent stream: one frame per pair,
+    the two frames' latents side by side."""
+    he, we = self.height + self.height % 2, self.width + self.width % 2
+    return (self.frames + 1) // 2, he // 2, we
 
 
 def decode_video(params, config: AEConfig, data: bytes) -> np.ndarray:
-  """Decodes payload bytes back to uint8 ``[T, H, W, 3]``."""
-  if len(data) < _HEADER.size or data[:4] != _MAGIC:
-    raise errors.CodecError('payload: not an autoencoder payload (bad magic)')
-  _, t, h, w, _ = _HEADER.unpack(data[:_HEADER.size])
-  frames = codecs.decode(data[_HEADER.size:])
+  """Decodes payload bytes back to uint8 ``[T, H, W, 3]``.
+
+  Raises:
+    PayloadError: malformed header, or a latent stream that does not decode
+      to the frames and size the header implies.
+  """
+  head = LatentHeader.parse(data)
+  n, height, width = head.stream_shape()
+  frames = payloads.decode_stream(_WHAT, bytes(data[_HEADER.size:]),
+                                  frames=n, height=height, width=width)
   w2 = frames.shape[2] // 2
   latent = np.concatenate([frames[:, :, :w2], frames[:, :, w2:]], axis=-1)
   pairs = _apply(config, params, latent.astype(np.float32) / 255.0, 'decode')
-  video = pairs.reshape(-1, *pairs.shape[2:])[:t, :h, :w]
+  video = pairs.reshape(-1, *pairs.shape[2:])[:head.frames, :head.height,
+                                              :head.width]
   return np.clip(np.round(video * 255.0), 0, 255).astype(np.uint8)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxvr import codecs, errors
+from jaxvr import codecs, errors, payloads
 from jaxvr.lca import operators as ops
 from jaxvr.lca.fista import fista as fista_solve
 from jaxvr.lca.infer import infer as lca_solve
@@ -44,6 +44,7 @@ from jaxvr.video.transforms import pad_even
 LAYOUTS = ('packed', 'zeros')
 PARITIES = ('alternate', 'fixed')
 _MAGIC = b'JVSM'
+_WHAT = 'Sparse MP4 payload'
 _HEADER = struct.Struct('<4sBHHHfBBB')  # magic, version, T, H, W, fps, layout, parity, codec
 
 
@@ -114,22 +115,37 @@ class SparseMP4Payload:
   stream: bytes
 
   def to_bytes(self) -> bytes:
-    head = _HEADER.pack(_MAGIC, 1, self.n_frames, self.height, self.width,
-                        self.fps, LAYOUTS.index(self.layout),
-                        PARITIES.index(self.parity), _LOSSLESS.index(self.codec))
+    head = payloads.pack_header(
+        _WHAT, _HEADER, _MAGIC, 1, self.n_frames, self.height, self.width,
+        self.fps, LAYOUTS.index(self.layout), PARITIES.index(self.parity),
+        _LOSSLESS.index(self.codec))
     return head + self.stream
 
   @classmethod
   def from_bytes(cls, data: bytes) -> SparseMP4Payload:
-    if len(data) < _HEADER.size or data[:4] != _MAGIC:
-      raise errors.CodecError(
-          'payload: not a Sparse MP4 payload (bad magic or too short)')
-    magic, version, t, h, w, fps, layout, parity, codec = _HEADER.unpack(
-        data[:_HEADER.size])
-    if version != 1:
-      raise errors.CodecError(f'payload: unsupported version {version}')
-    return cls(t, h, w, float(fps), LAYOUTS[layout], PARITIES[parity],
-               _LOSSLESS[codec], data[_HEADER.size:])
+    """Parses and checks the header (see :mod:`jaxvr.payloads`).
+
+    Raises:
+      PayloadError: bad magic or version, a layout/parity/codec index out
+        of range, a size or frame rate beyond the limits, or no stream.
+    """
+    version, t, h, w, fps, layout, parity, codec = payloads.unpack_header(
+        _WHAT, data, _HEADER, _MAGIC)
+    payloads.check_version(_WHAT, version)
+    payloads.check_video(_WHAT, t, h, w)
+    stream = bytes(data[_HEADER.size:])
+    if not stream:
+      raise errors.PayloadError(f'{_WHAT}: no video stream after the header')
+    return cls(t, h, w, payloads.check_fps(_WHAT, fps),
+               payloads.choice(_WHAT, 'layout', layout, LAYOUTS),
+               payloads.choice(_WHAT, 'parity', parity, PARITIES),
+               payloads.choice(_WHAT, 'codec', codec, _LOSSLESS), stream)
+
+  def stream_shape(self) -> tuple[int, int, int]:
+    """``(frames, height, width)`` the inner stream must decode to."""
+    he, we = self.height + self.height % 2, self.width + self.width % 2
+    return ((self.n_frames + 1) // 2, he,
+            we // 2 if self.layout == 'packed' else we)
 
   @property
   def size(self) -> int:
@@ -177,18 +193,21 @@ def encode(video, *, fps: float = 24.0, layout: str = 'packed',
 def decode_observed(payload: SparseMP4Payload) -> tuple[np.ndarray, np.ndarray]:
   """Decodes the stream to what the decoder knows.
 
+  Raises:
+    PayloadError: the stream does not decode to the frames the header
+      promises (see :meth:`SparseMP4Payload.stream_shape`).
+
   Returns:
     ``observed``: uint8 ``[T, He, We, 3]`` (He, We = H, W rounded up to even)
     with zeros at unobserved sites and dropped frames; ``mask``: bool
     ``[T, He, We]``.
   """
-  kept = codecs.decode(payload.stream)
+  n_kept, height, width = payload.stream_shape()
+  kept = payloads.decode_stream(_WHAT, payload.stream,
+                                frames=n_kept, height=height, width=width)
   if payload.layout == 'packed':
     kept = unpack(kept, payload.parity)
-  t, n_kept = payload.n_frames, (payload.n_frames + 1) // 2
-  if kept.shape[0] != n_kept:
-    raise errors.CodecError(
-        f'payload: stream holds {kept.shape[0]} frames, header promises {n_kept}')
+  t = payload.n_frames
   _, he, we, c = kept.shape
   mask = observation_mask(t, he, we, payload.parity)
   observed = np.zeros((t, he, we, c), np.uint8)

@@ -18,11 +18,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tempfile
 
 import numpy as np
 
 from jaxvr import codecs, errors
+
+# A built-in model version: pasted into the filter graph, so no ':' '=' ','.
+_MODEL_NAME = re.compile(r'[A-Za-z0-9_.\-]+')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +65,14 @@ def vmaf(ref, dist, *, model: str = 'vmaf_v0.6.1', n_threads: int = 2) -> VmafRe
   Returns:
     VmafResult with the pooled mean and per-frame scores.
   """
+  if not _MODEL_NAME.fullmatch(model):
+    raise errors.ConfigError(
+        f'model: expected a libvmaf built-in model version such as '
+        f"'vmaf_v0.6.1' (letters, digits, '_', '.', '-'), got {model!r}")
+  if isinstance(n_threads, bool) or not isinstance(n_threads, int | np.integer) \
+      or n_threads < 1:
+    raise errors.ConfigError(f'n_threads: expected a whole number >= 1, got '
+                             f'{n_threads!r}')
   ref_a, fmt = _as_yuv444(ref, 'ref')
   dist_a, fmt_d = _as_yuv444(dist, 'dist')
   if ref_a.shape != dist_a.shape or fmt != fmt_d:
@@ -72,17 +84,18 @@ def vmaf(ref, dist, *, model: str = 'vmaf_v0.6.1', n_threads: int = 2) -> VmafRe
     raise errors.SizeError(f'ref: VMAF needs frames of at least 32x32, got {w}x{h}')
   raw = ['-f', 'rawvideo', '-pix_fmt', fmt, '-s', f'{w}x{h}', '-framerate', '24']
   with tempfile.TemporaryDirectory(prefix='jaxvr_vmaf_') as tmp:
-    ref_path, dist_path = os.path.join(tmp, 'ref.raw'), os.path.join(tmp, 'dist.raw')
-    log_path = os.path.join(tmp, 'vmaf.json')
-    ref_a.tofile(ref_path)
-    dist_a.tofile(dist_path)
+    ref_a.tofile(os.path.join(tmp, 'ref.raw'))
+    dist_a.tofile(os.path.join(tmp, 'dist.raw'))
+    # ffmpeg runs inside the temporary folder, so the filter graph names
+    # only fixed relative file names: a folder path with ':', quotes or
+    # brackets (TMPDIR) never reaches filter-graph parsing.
     graph = ('[0:v]format=yuv444p[d];[1:v]format=yuv444p[r];'
              f'[d][r]libvmaf=model=version={model}:log_fmt=json:'
-             f'log_path={log_path}:n_threads={n_threads}')
-    codecs.run_ffmpeg([*raw, '-i', dist_path, *raw, '-i', ref_path,
+             f'log_path=vmaf.json:n_threads={n_threads}')
+    codecs.run_ffmpeg([*raw, '-i', 'file:dist.raw', *raw, '-i', 'file:ref.raw',
                        '-lavfi', graph, '-f', 'null', '-'],
-                      what=f'libvmaf on {t} frames {w}x{h}')
-    with open(log_path) as f:
+                      what=f'libvmaf on {t} frames {w}x{h}', cwd=tmp)
+    with open(os.path.join(tmp, 'vmaf.json')) as f:
       log = json.load(f)
   per_frame = np.array([fr['metrics']['vmaf'] for fr in log['frames']])
   pooled = log['pooled_metrics']['vmaf']

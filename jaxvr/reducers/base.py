@@ -44,7 +44,11 @@ class Reducer(abc.ABC):
 
   @abc.abstractmethod
   def decode(self, payload: Payload) -> np.ndarray:
-    """Restores uint8 ``[T, H, W, 3]`` from a payload."""
+    """Restores uint8 ``[T, H, W, 3]`` from a payload.
+
+    Payload bytes may come from anywhere: malformed ones raise
+    :class:`jaxvr.errors.PayloadError` before anything is allocated (see
+    :mod:`jaxvr.payloads`)."""
 
   def extras(self) -> dict:
     """Arrays worth showing in a report (masks, significance maps), if any."""

@@ -24,10 +24,12 @@ cheaply as it can, and every byte of it is counted in the payload size:
 
 Payload: a fixed header (magic ``CRV1``, method, N, invert flag, frame count
 and size, grid, seed, map length), the float16 map, then the x264 stream.
+:meth:`CarvHeader.parse` checks every field before anything is decoded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import struct
 
@@ -35,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvr import codecs, errors
+from jaxvr import codecs, errors, payloads
 from jaxvr.carv import baselines, pipeline, schedule
 from jaxvr.reducers.base import Payload, Reducer, register
 from jaxvr.video.transforms import pad_even
@@ -46,8 +48,64 @@ CRF = 18
 BUDGETS = (2, 4, 8)
 _HEADER = struct.Struct('<4sBBBIHHBBBII')
 _MAGIC = b'CRV1'
+_WHAT = 'CARV payload'
 _METHOD_CODES = {m: i for i, m in enumerate(pipeline.METHODS)}
 _SENDS_MAP = ('carv-visible', 'carv-masked', 'motion-energy')
+
+
+@dataclasses.dataclass(frozen=True)
+class CarvHeader:
+  """The fixed header of a CARV payload (see the module docstring)."""
+
+  method: str
+  budget: int
+  invert: bool
+  frames: int
+  height: int
+  width: int
+  grid: tuple[int, int, int]   # t', h'', w'' of the schedule
+  seed: int
+  map_bytes: int
+
+  @classmethod
+  def parse(cls, data: bytes) -> tuple[CarvHeader, np.ndarray | None, bytes]:
+    """Checks a payload and splits it into header, map and x264 stream.
+
+    Returns:
+      The header, the float16 significance map ``[t', h'', w'']`` (None
+      for methods that send none) and the stream bytes.
+
+    Raises:
+      PayloadError: bad magic, a method, flag, size or grid out of range,
+        a map length that is not the grid's, or a non-finite map value.
+    """
+    (code, budget, invert, t, h, w, gt, gh, gw, seed,
+     n_map) = payloads.unpack_header(_WHAT, data, _HEADER, _MAGIC)
+    method = payloads.choice(_WHAT, 'method', code, pipeline.METHODS)
+    payloads.check_range(_WHAT, 'budget N', budget, 1, 255)
+    payloads.check_range(_WHAT, 'invert flag', invert, 0, 1)
+    payloads.check_video(_WHAT, t, h, w)
+    for name, g, most in (("grid t'", gt, t), ("grid h''", gh, h),
+                          ("grid w''", gw, w)):
+      payloads.check_range(_WHAT, name, g, 1, most)
+    expected_map = 2 * gt * gh * gw if method in _SENDS_MAP else 0
+    if n_map != expected_map:
+      raise errors.PayloadError(
+          f'{_WHAT}: map length {n_map} bytes, expected {expected_map} for '
+          f'{method} on a {gt}x{gh}x{gw} grid')
+    if len(data) <= _HEADER.size + n_map:
+      raise errors.PayloadError(
+          f'{_WHAT}: {len(data)} bytes, expected a video stream after the '
+          f'{_HEADER.size}-byte header and {n_map}-byte map (truncated)')
+    full_map = None
+    if n_map:
+      full_map = np.frombuffer(data, '<f2', count=n_map // 2,
+                               offset=_HEADER.size).reshape(gt, gh, gw)
+      if not np.all(np.isfinite(full_map)):
+        raise errors.PayloadError(
+            f'{_WHAT}: the significance map holds NaN or infinite values')
+    head = cls(method, budget, bool(invert), t, h, w, (gt, gh, gw), seed, n_map)
+    return head, full_map, bytes(data[_HEADER.size + n_map:])
 
 
 def _flags(method: str, num_frames: int, grid: tuple[int, int, int],
@@ -135,33 +193,28 @@ class CarvReducer(Reducer):
     stream = codecs.encode(even, 'libx264', crf=self.crf, pix_fmt='yuv420p',
                            fps=fps)
     map_bytes = b'' if full_map is None else full_map.astype('<f2').tobytes()
-    header = _HEADER.pack(_MAGIC, _METHOD_CODES[self.method], self.budget,
-                          int(self.invert), t, h, w, *grid, self.seed,
-                          len(map_bytes))
+    header = payloads.pack_header(
+        _WHAT, _HEADER, _MAGIC, _METHOD_CODES[self.method], self.budget,
+        int(self.invert), t, h, w, *grid, self.seed, len(map_bytes))
     return Payload(header + map_bytes + stream, {
         'method': self.method, 'budget': self.budget, 'crf': self.crf,
         'map_bytes': len(map_bytes), 'video_bytes': len(stream),
         'refresh_fraction': float(np.mean(np.asarray(flags)))})
 
   def decode(self, payload: Payload) -> np.ndarray:
-    """Decodes the x264 stream and re-applies the hold of the schedule."""
-    data = payload.data
-    if len(data) < _HEADER.size or data[:4] != _MAGIC:
-      raise errors.CodecError('payload: expected a CARV payload starting '
-                              f'with {_MAGIC!r}')
-    (_, code, budget, invert, t, h, w, gt, gh, gw, seed,
-     n_map) = _HEADER.unpack(data[:_HEADER.size])
-    method = pipeline.METHODS[code]
-    pos = _HEADER.size
-    full_map = None
-    if n_map:
-      full_map = np.frombuffer(data[pos:pos + n_map], '<f2').reshape(gt, gh, gw)
-    decoded = codecs.decode(data[pos + n_map:])[:t, :h, :w]
-    if decoded.shape[0] != t:
-      raise errors.CodecError(f'payload: expected {t} frames, decoded '
-                              f'{decoded.shape[0]}')
-    flags = _flags(method, t, (gt, gh, gw), budget, bool(invert), seed,
-                   full_map)
+    """Decodes the x264 stream and re-applies the hold of the schedule.
+
+    Raises:
+      PayloadError: malformed bytes (see :meth:`CarvHeader.parse`), or a
+        stream that does not decode to the header's frames.
+    """
+    head, full_map, stream = CarvHeader.parse(payload.data)
+    even = (head.height + head.height % 2, head.width + head.width % 2)
+    decoded = payloads.decode_stream(
+        _WHAT, stream, frames=head.frames, height=even[0],
+        width=even[1])[:, :head.height, :head.width]
+    flags = _flags(head.method, head.frames, head.grid, head.budget,
+                   head.invert, head.seed, full_map)
     return np.asarray(schedule.apply_refresh(decoded, flags))
 
   def extras(self) -> dict:

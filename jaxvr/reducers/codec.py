@@ -7,11 +7,12 @@ import struct
 
 import numpy as np
 
-from jaxvr import codecs
+from jaxvr import codecs, errors, payloads
 from jaxvr.reducers.base import Payload, Reducer, register
 from jaxvr.video.transforms import pad_even
 
 _SIZE = struct.Struct('<HH')
+_WHAT = 'codec payload'
 
 
 class CodecReducer(Reducer):
@@ -30,12 +31,21 @@ class CodecReducer(Reducer):
     data = codecs.encode(pad_even(video), self.codec, crf=self.crf,
                          pix_fmt=self.pix_fmt,
                          fps=fps)
-    return Payload(_SIZE.pack(h, w) + data,
+    return Payload(payloads.pack_header(_WHAT, _SIZE, h, w) + data,
                    {'codec': self.codec, 'crf': self.crf, 'pix_fmt': self.pix_fmt})
 
   def decode(self, payload: Payload) -> np.ndarray:
-    h, w = _SIZE.unpack(payload.data[:_SIZE.size])
-    return codecs.decode(payload.data[_SIZE.size:])[:, :h, :w]
+    """Decodes the container; PayloadError if it is not the size the
+    header states or exceeds :data:`jaxvr.payloads.LIMITS`."""
+    data = payload.data
+    if len(data) <= _SIZE.size:
+      raise errors.PayloadError(
+          f'{_WHAT}: {len(data)} bytes, expected a {_SIZE.size}-byte size '
+          'header and a video stream (truncated)')
+    h, w = _SIZE.unpack_from(data)
+    payloads.check_video(_WHAT, None, h, w)
+    return payloads.decode_stream(_WHAT, data[_SIZE.size:], height=h + h % 2,
+                                  width=w + w % 2)[:, :h, :w]
 
 
 # x264 at the Sparse MP4 paper's near-lossless points (yuv444p, as the codec

@@ -11,7 +11,9 @@ pixel, and nothing else; its size is what tables report.
   better than per-channel planes or delta coding on real clips at 5-10%
   density).
 
-Both parts are lossless: decoding returns exactly the kept pixels.
+Both parts are lossless: decoding returns exactly the kept pixels. Headers
+are checked and both parts inflated with an output bound before anything is
+allocated (:mod:`jaxvr.payloads`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import struct
 
 import numpy as np
 
-from jaxvr import errors
+from jaxvr import errors, payloads
 
 _MAGIC = b'JVSP'
+_WHAT = 'sparse-pixel payload'
 _HEADER = struct.Struct('<4sBHHHBfII')  # magic, version, T, H, W, C, fps, mask bytes, value bytes
 _XZ = dict(format=lzma.FORMAT_RAW,
            filters=[{'id': lzma.FILTER_LZMA2, 'preset': 9 | lzma.PRESET_EXTREME}])
@@ -32,10 +35,6 @@ _XZ = dict(format=lzma.FORMAT_RAW,
 
 def _pack(data: bytes) -> bytes:
   return lzma.compress(data, **_XZ)
-
-
-def _unpack(data: bytes) -> bytes:
-  return lzma.decompress(data, **_XZ)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,21 +53,27 @@ class SparsePixelPayload:
 
   def to_bytes(self) -> bytes:
     t, h, w, c = self.shape
-    head = _HEADER.pack(_MAGIC, 1, t, h, w, c, self.fps, len(self.mask_bytes),
-                        len(self.value_bytes))
+    head = payloads.pack_header(_WHAT, _HEADER, _MAGIC, 1, t, h, w, c, self.fps,
+                                len(self.mask_bytes), len(self.value_bytes))
     return head + self.mask_bytes + self.value_bytes
 
   @classmethod
   def from_bytes(cls, data: bytes) -> SparsePixelPayload:
-    if len(data) < _HEADER.size or data[:4] != _MAGIC:
-      raise errors.CodecError('payload: not a sparse-pixel payload (bad magic or too short)')
-    _, version, t, h, w, c, fps, nm, nv = _HEADER.unpack(data[:_HEADER.size])
-    if version != 1 or len(data) != _HEADER.size + nm + nv:
-      raise errors.CodecError(
-          f'payload: version {version}, {len(data)} bytes; expected version 1 '
-          f'and {_HEADER.size + nm + nv} bytes')
-    body = data[_HEADER.size:]
-    return cls((t, h, w, c), float(fps), body[:nm], body[nm:])
+    """Parses and checks the header (see :mod:`jaxvr.payloads`).
+
+    Raises:
+      PayloadError: bad magic or version, a size or frame rate beyond the
+        limits, or part lengths that do not add up to the byte length.
+    """
+    version, t, h, w, c, fps, nm, nv = payloads.unpack_header(
+        _WHAT, data, _HEADER, _MAGIC)
+    payloads.check_version(_WHAT, version)
+    payloads.check_video(_WHAT, t, h, w, c)
+    payloads.check_length(_WHAT, len(data), _HEADER.size + nm + nv,
+                          f'{_HEADER.size} header + {nm} mask + {nv} values')
+    body = bytes(data[_HEADER.size:])
+    return cls((t, h, w, c), payloads.check_fps(_WHAT, fps), body[:nm],
+               body[nm:])
 
 
 def encode(video, mask, *, fps: float = 24.0) -> SparsePixelPayload:
@@ -99,6 +104,10 @@ def encode(video, mask, *, fps: float = 24.0) -> SparsePixelPayload:
 def decode(payload: SparsePixelPayload | bytes) -> tuple[np.ndarray, np.ndarray]:
   """Restores the mask and the kept pixels.
 
+  Raises:
+    PayloadError: malformed bytes, or a part that does not decompress to
+      exactly the size the header implies.
+
   Returns:
     ``(sparse, mask)``: uint8 ``[T, H, W, C]`` with kept pixels in place and
     zeros elsewhere, and bool ``[T, H, W]``.
@@ -106,13 +115,13 @@ def decode(payload: SparsePixelPayload | bytes) -> tuple[np.ndarray, np.ndarray]
   if isinstance(payload, bytes | bytearray):
     payload = SparsePixelPayload.from_bytes(bytes(payload))
   t, h, w, c = payload.shape
-  bits = np.frombuffer(_unpack(payload.mask_bytes), np.uint8)
+  bits = np.frombuffer(payloads.inflate(
+      _WHAT, 'mask', payload.mask_bytes, -(-t * h * w // 8)), np.uint8)
   mask = np.unpackbits(bits)[: t * h * w].astype(bool).reshape(t, h, w)
-  values = np.frombuffer(_unpack(payload.value_bytes), np.uint8)
   n = int(mask.sum())
-  if values.size != n * c:
-    raise errors.CodecError(
-        f'payload: holds {values.size} values, the mask needs {n * c}')
+  values = np.frombuffer(payloads.inflate(
+      _WHAT, f'pixel values ({n} kept x {c} channels)', payload.value_bytes,
+      n * c), np.uint8)
   sparse = np.zeros((t, h, w, c), np.uint8)
   sparse[mask] = values.reshape(n, c)
   return sparse, mask

@@ -44,7 +44,6 @@ The data iterator is any iterator of numpy batch pytrees that also has
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -52,10 +51,9 @@ import math
 import os
 import pathlib
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -63,7 +61,7 @@ import numpy as np
 import tqdm
 
 from jaxvr import files
-from jaxvr.errors import ConfigError, JaxvrError, TrainingDivergedError
+from jaxvr.errors import ConfigError, TrainingDivergedError
 from jaxvr.training import checkpoint as ckpt_lib
 from jaxvr.training import sharding as shard_lib
 from jaxvr.training import writers as writers_lib
@@ -451,21 +449,6 @@ def train_loop(state: Any, train_step: StepFn, data: DataIterator,
     bar.close()
   return LoopResult(state=state, step=step, preempted=preempted,
                     last_metrics=dict(log.last))
-
-
-@contextlib.contextmanager
-def bad_input_exits(name: str) -> Iterator[None]:
-  """In a ``train/`` entry point: a jaxvr error ends it with one line.
-
-  The error (a refused resume, a bad config value, an unreadable video)
-  goes to stderr as ``<name>: error: <message>`` and the exit status is 2,
-  as for the ``jaxvr`` command; other exceptions keep their traceback.
-  """
-  try:
-    yield
-  except JaxvrError as err:
-    print(f'{name}: error: {err}', file=sys.stderr)
-    raise SystemExit(2) from None
 
 
 def finish(result: LoopResult, write_outputs: Callable[[], Any] | None,

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import imageio_ffmpeg
 import numpy as np
 
-from jaxvr import codecs, errors, files
+from jaxvr import codecs, errors, files, payloads
 from jaxvr.video.transforms import pad_even
 
 
@@ -47,17 +47,25 @@ _DURATION_RE = re.compile(r'Duration: (\d+):(\d+):([\d.]+)')
 
 
 def _is_pattern(path: str) -> bool:
-  return '%' in os.path.basename(path)
+  """An image-sequence pattern: '%' in the name and no file of that name."""
+  return '%' in os.path.basename(path) and not os.path.lexists(path)
 
 
-def _check_path(path) -> str:
+def check_path(path) -> str:
+  """``path`` as a string if it names a non-empty file or an image sequence
+  with a first frame; else VideoNotFoundError, UnreadableVideoError (a
+  directory) or EmptyVideoError (0 bytes). No ffmpeg run."""
   path = os.fspath(path)
   if _is_pattern(path):
-    first = path % 0 if '%0' in path or '%d' in path else path
-    alt = path % 1 if '%0' in path or '%d' in path else path
+    try:
+      first, alt = path % 0, path % 1
+    except (TypeError, ValueError):
+      raise errors.VideoNotFoundError(
+          f'{path}: no such file, and not an image-sequence pattern with one '
+          'integer field such as frame_%03d.png') from None
     if not (os.path.exists(first) or os.path.exists(alt)):
       raise errors.VideoNotFoundError(
-          f'{path}: no image sequence found (looked for {first})')
+          f'{path}: no such file, nor an image sequence (looked for {first})')
     return path
   if not os.path.exists(path):
     raise errors.VideoNotFoundError(f'{path}: no such file')
@@ -66,6 +74,14 @@ def _check_path(path) -> str:
   if os.path.getsize(path) == 0:
     raise errors.EmptyVideoError(f'{path}: file is empty (0 bytes)')
   return path
+
+
+def _ffmpeg_input(path: str) -> str:
+  """What to pass to ``ffmpeg -i``: existing files go through the ``file:``
+  protocol, so that '%' in a name (``100%done.mp4``) is not read as a
+  sequence pattern and a name such as ``pipe:1`` or ``a:b.mp4`` is not read
+  as a protocol."""
+  return path if _is_pattern(path) else 'file:' + os.path.abspath(path)
 
 
 def _has_mp4_signature(path: str) -> bool:
@@ -98,9 +114,10 @@ def probe_video(path) -> VideoInfo:
     VideoNotFoundError, UnreadableVideoError, EmptyVideoError,
     TruncatedVideoError.
   """
-  path = _check_path(path)
+  path = check_path(path)
   proc = subprocess.run(
-      [codecs.ffmpeg_exe(), '-hide_banner', '-nostdin', '-i', path],
+      [codecs.ffmpeg_exe(), '-hide_banner', '-nostdin', '-i',
+       _ffmpeg_input(path)],
       capture_output=True, check=False)
   header = proc.stderr.decode(errors='replace')
   stream = _STREAM_RE.search(header)
@@ -112,13 +129,19 @@ def probe_video(path) -> VideoInfo:
   dur = _DURATION_RE.search(header)
   duration = (int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3])) if dur else 0.0
   try:
-    n_frames, _ = imageio_ffmpeg.count_frames_and_secs(path)
+    n_frames, _ = imageio_ffmpeg.count_frames_and_secs(_ffmpeg_input(path))
   except RuntimeError as e:
     raise _classify(path, str(e)) from None
   if n_frames == 0:
     raise errors.EmptyVideoError(f'{path}: holds a video stream with 0 frames')
-  return VideoInfo(path, int(stream['w']), int(stream['h']), fps, int(n_frames),
-                   duration, stream['codec'])
+  width, height = int(stream['w']), int(stream['h'])
+  side = payloads.LIMITS.max_side
+  if not (0 < width <= side and 0 < height <= side):
+    raise errors.UnreadableVideoError(
+        f'{path}: frames of {width}x{height}, expected sides of 1..{side} '
+        '(jaxvr.payloads.LIMITS)')
+  return VideoInfo(path, width, height, fps, int(n_frames), duration,
+                   stream['codec'])
 
 
 def iter_frames(path, *, start: int = 0, stride: int = 1,
@@ -138,7 +161,7 @@ def iter_frames(path, *, start: int = 0, stride: int = 1,
     allow_truncated: yield what decodes from a damaged file instead of
       raising TruncatedVideoError at the end.
   """
-  path = _check_path(path)
+  path = check_path(path)
   if start < 0 or stride < 1 or (max_frames is not None and max_frames < 1):
     raise errors.ConfigError(
         f'{path}: need start >= 0, stride >= 1, max_frames >= 1 or None; got '
@@ -153,7 +176,7 @@ def iter_frames(path, *, start: int = 0, stride: int = 1,
     frame_bytes = h * w + 2 * ((h + 1) // 2) * ((w + 1) // 2)
     keep, shape, pix = h * w, (h, w), 'yuv420p'
   cmd = [codecs.ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error',
-         '-i', path, '-map', '0:v:0', '-fps_mode', 'passthrough',
+         '-i', _ffmpeg_input(path), '-map', '0:v:0', '-fps_mode', 'passthrough',
          '-f', 'rawvideo', '-pix_fmt', pix, 'pipe:1']
   with tempfile.TemporaryFile() as err:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
