@@ -129,7 +129,7 @@ def restore_or_init(checkpointer: ckpt_lib.Checkpointer,
     ``(state, step)``, step being 0 for a fresh state.
   """
   if checkpointer.latest_step() is None:
-    return jax.device_put(init_fn(), state_shardings), 0
+    return shard_lib.put_global(init_fn(), state_shardings), 0
   if abstract_state is None:
     abstract_state = jax.eval_shape(init_fn)
   target = shard_lib.abstract_with_sharding(abstract_state, state_shardings)

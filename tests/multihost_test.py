@@ -1,0 +1,185 @@
+"""Multi-process runs on JAX's distributed runtime, as N local processes.
+
+Each child is started exactly as a user starts one process of a multi-host
+run (``JAXVR_DISTRIBUTED=1`` plus the coordinator, process count and id
+variables), on CPU with its own virtual device count. The reference runs
+happen in this process (8 devices from conftest) while the children work.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxvr.configs import stmae as stmae_configs
+from jaxvr.errors import ConfigError
+from jaxvr.training import checkpoint, loop, sharding
+from jaxvr.training import stmae as stmae_trainer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHILD_TIMEOUT_SEC = 400
+RTOL = 1e-4
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _child_env(n: int, devices: int, index: int, port: int) -> dict:
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith(('JAX_', 'XLA_', 'JAXVR_'))}
+  env.update(JAX_PLATFORMS='cpu', JAXVR_DISTRIBUTED='1',
+             JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
+             JAX_NUM_PROCESSES=str(n), JAX_PROCESS_ID=str(index),
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return env
+
+
+class Processes:
+  """``n`` local processes of one distributed run, each with ``devices``.
+
+  Output goes to ``<log_dir>/process<i>.log``. Use as a context manager:
+  leaving the block (normally or by an exception) kills whatever is still
+  running, so a failed test leaves no process behind.
+  """
+
+  def __init__(self, argv: list[str], n: int, devices: int,
+               log_dir: pathlib.Path):
+    port = _free_port()
+    self.logs = [log_dir / f'process{i}.log' for i in range(n)]
+    self.procs = []
+    for i, log in enumerate(self.logs):
+      with open(log, 'wb') as out:
+        self.procs.append(subprocess.Popen(
+            [sys.executable, *argv], cwd=ROOT, stdout=out,
+            stderr=subprocess.STDOUT, env=_child_env(n, devices, i, port)))
+
+  def wait(self, timeout: float = CHILD_TIMEOUT_SEC) -> list[str]:
+    """Waits for every process; fails unless all exit 0. Returns the logs."""
+    deadline = time.monotonic() + timeout
+    for proc, log in zip(self.procs, self.logs, strict=True):
+      try:
+        code = proc.wait(max(deadline - time.monotonic(), 1))
+      except subprocess.TimeoutExpired:
+        pytest.fail(f'{log.name} still running after {timeout} s')
+      assert code == 0, f'{log.name} exit {code}:\n{log.read_text()[-3000:]}'
+    return [log.read_text() for log in self.logs]
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    for proc in self.procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _curve(workdir) -> list[tuple[int, dict]]:
+  return [(r['step'], r['metrics']) for r in loop.read_metrics(workdir)]
+
+
+def _assert_same_curves(got, want):
+  assert [s for s, _ in got] == [s for s, _ in want]
+  for (step, a), (_, b) in zip(got, want, strict=True):
+    assert a.keys() == b.keys()
+    for name in a:
+      np.testing.assert_allclose(a[name], b[name], rtol=RTOL, atol=1e-7,
+                                 err_msg=f'{name} at step {step}')
+
+
+def test_stmae_two_processes_match_one_and_hand_over_checkpoints(tmp_path):
+  config = stmae_configs.get_config('smoke')  # 6 steps, saves at 3 and 6.
+  multi = tmp_path / 'multi'
+  argv = ['-m', 'train.stmae', '--config=jaxvr/configs/stmae.py:smoke',
+          f'--workdir={multi}']
+  with Processes(argv, n=2, devices=4, log_dir=tmp_path) as procs:
+    reference = stmae_trainer.run(config, tmp_path / 'single')  # 1 x 8.
+    logs = procs.wait()
+  assert all('finished at step 6' in log for log in logs)
+  # Process 0 logs one record per step, as a single-process run does.
+  _assert_same_curves(_curve(multi), _curve(tmp_path / 'single'))
+
+  # The checkpoint written by 2 processes restores into 1 process.
+  model_cfg = stmae_trainer.model_config(config)
+  tx = stmae_trainer.make_optimizer(config)
+  mesh = sharding.make_mesh()
+  target = sharding.abstract_with_sharding(
+      stmae_trainer.abstract_state(model_cfg, tx), sharding.replicated(mesh))
+  with checkpoint.Checkpointer(multi / 'ckpt') as ckpt:
+    assert ckpt.all_steps() == [3, 6]
+    restored = ckpt.restore(target, step=6)
+  assert int(restored.state.step) == 6
+  assert restored.data_state['position'] == 6
+  # Adam turns rounding-level differences of near-zero gradients into
+  # parameter differences up to the step size (3e-3 at the peak).
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-4),
+      jax.device_get(restored.state.params),
+      jax.device_get(reference.state.params))
+
+  # A single process continues the 2-process run from its step-3 save.
+  shutil.rmtree(multi / 'ckpt' / '6')
+  resumed = stmae_trainer.run(config, multi)
+  assert resumed.step == 6 and not resumed.preempted
+  _assert_same_curves(_curve(multi), _curve(tmp_path / 'single'))
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_process_stops_every_process_at_one_step(tmp_path):
+  workdir = tmp_path / 'run'
+  argv = ['-m', 'train.stmae', '--config=jaxvr/configs/stmae.py:smoke',
+          f'--workdir={workdir}', '--config.total_steps=100000',
+          '--config.ckpt_every=100000']
+  with Processes(argv, n=2, devices=1, log_dir=tmp_path) as procs:
+    metrics = workdir / loop.METRICS_FILE
+    deadline = time.monotonic() + CHILD_TIMEOUT_SEC
+    while not metrics.exists() or metrics.read_text().count('\n') < 2:
+      assert time.monotonic() < deadline, 'no training step within the limit'
+      assert all(p.poll() is None for p in procs.procs), 'a process ended'
+      time.sleep(0.5)
+    procs.procs[1].send_signal(signal.SIGTERM)
+    logs = procs.wait()
+  stops = [re.findall(r'preempted at step (\d+):', log) for log in logs]
+  assert stops[0] and stops[0] == stops[1], stops
+  step = int(stops[0][0])
+  with checkpoint.Checkpointer(workdir / 'ckpt') as ckpt:
+    assert ckpt.all_steps() == [step]
+  assert [r['step'] for r in loop.read_metrics(workdir)] == list(
+      range(1, step + 1))
+
+
+def test_distributed_settings_from_the_environment(monkeypatch):
+  for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES',
+               'JAX_PROCESS_ID'):
+    monkeypatch.delenv(name, raising=False)
+  assert sharding.distributed_params() == {}
+  monkeypatch.setenv('JAX_COORDINATOR_ADDRESS', '10.0.0.1:1234')
+  monkeypatch.setenv('JAX_NUM_PROCESSES', '4')
+  monkeypatch.setenv('JAX_PROCESS_ID', '3')
+  assert sharding.distributed_params() == {
+      'coordinator_address': '10.0.0.1:1234', 'num_processes': 4,
+      'process_id': 3}
+  # Arguments win over the variables.
+  assert sharding.distributed_params(process_id=1)['process_id'] == 1
+  monkeypatch.setenv('JAX_PROCESS_ID', '4')
+  with pytest.raises(ConfigError, match=r'JAX_PROCESS_ID.*\[0, 3\]'):
+    sharding.distributed_params()
+  monkeypatch.setenv('JAX_PROCESS_ID', 'one')
+  with pytest.raises(ConfigError, match='JAX_PROCESS_ID: expected an integer'):
+    sharding.distributed_params()
+  monkeypatch.setenv('JAX_PROCESS_ID', '0')
+  monkeypatch.setenv('JAX_COORDINATOR_ADDRESS', 'localhost')
+  with pytest.raises(ConfigError, match='HOST:PORT'):
+    sharding.distributed_params()
