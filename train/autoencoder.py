@@ -27,7 +27,11 @@ def main(argv):
   result = autoencoder.run(_CONFIG.value, _WORKDIR.value)
   if _EXPORT.value:
     checkpoint.save_params(_EXPORT.value, result.state.params, _CONFIG.value.model)
-    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
+    # Every process takes part in the Orbax save above; a plain
+    # file has one writer.
+    if sharding.is_main_process():
+      data.write_training_record(_EXPORT.value, _CONFIG.value.data,
+                                 result.step)
   print(f'finished at step {result.step}: {result.last_metrics}')
 
 

@@ -29,10 +29,11 @@ def main(argv):
   loop.quiet_library_logs()
   result = lca_dictionary.run(_CONFIG.value, _WORKDIR.value)
   kernels = result.state.kernels
-  if _EXPORT.value:
+  main = sharding.is_main_process()  # Plain files: one writer.
+  if _EXPORT.value and main:
     lca_dictionary.export_kernels(_EXPORT.value, kernels, _CONFIG.value)
     data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
-  if _FIGURE.value:
+  if _FIGURE.value and main:
     from jaxvr.lca import figures
     figures.save_kernel_figure(_FIGURE.value, kernels)
   print(f'finished at step {result.step}: {result.last_metrics}')
