@@ -155,8 +155,10 @@ def cmd_carv(args) -> int:
       estimator=args.estimator, invert=args.invert,
       key=jax.random.key(args.seed), start=args.start, max_frames=args.frames,
       crf=args.crf)
-  for name, path in paths.items():
-    print(f'{name}: {path}')
+  from jaxvr.training.sharding import is_main_process
+  if is_main_process():  # The one process that wrote them.
+    for name, path in paths.items():
+      print(f'{name}: {path}')
   return 0
 
 
@@ -372,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   try:
+    # JAXVR_DISTRIBUTED=1: one process of a multi-process run (see README).
+    from jaxvr.training import sharding
+    sharding.maybe_initialize_distributed()
     return args.func(args)
   except errors.JaxvrError as err:
     print(f'jaxvr {args.command}: error: {err}', file=sys.stderr)

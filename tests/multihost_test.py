@@ -195,6 +195,25 @@ def test_every_trainer_runs_as_two_processes(tmp_path, name, option,
 
 
 @pytest.mark.slow
+def test_carv_significance_over_two_processes_equals_one(tmp_path):
+  from jaxvr.assets import sample_clip_path
+  from jaxvr.carv import pipeline
+
+  multi = tmp_path / 'multi'
+  argv = ['-m', 'jaxvr.cli', 'carv', '--out', str(multi), '--samples', '16',
+          '--frames', '16']
+  with Processes(argv, n=2, devices=4, log_dir=tmp_path) as procs:
+    single = pipeline.run_carv(sample_clip_path(), tmp_path / 'single',
+                               n_samples=16, max_frames=16, progress=False)
+    logs = procs.wait()
+  assert 'significance.npy' in logs[0] and 'significance.npy' not in logs[1]
+  for name in ('significance', 'full_map'):
+    # Equal up to float32 summation order over 8 devices.
+    np.testing.assert_allclose(np.load(multi / single[name].name),
+                               np.load(single[name]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
 def test_sigterm_on_one_process_stops_every_process_at_one_step(tmp_path):
   workdir = tmp_path / 'run'
   argv = ['-m', 'train.stmae', '--config=jaxvr/configs/stmae.py:smoke',
