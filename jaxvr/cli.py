@@ -81,8 +81,14 @@ def cmd_compare(args) -> int:
                   if not (args.no_vmaf and m == 'vmaf')]
   spec = compare.ClipSpec(frames=args.frames, start=args.start,
                           size=args.size or None)
-  rows = compare.compare(args.videos, args.out, reducer_names=names, spec=spec,
-                         metric_names=metric_names)
+  shard = compare.parse_shard(args.shard) if args.shard else None
+  rows = compare.run(args.videos, args.out, shard=shard,
+                     merge_only=args.merge,
+                     reducer_names=names, spec=spec, metric_names=metric_names)
+  if rows is None:  # This process ran one shard; the merge writes the rest.
+    print(f'{args.out}: shard rows written; the tables and report come with '
+          f'the merge (process 0, or --merge once every shard is done)')
+    return 0
   report = html.write_report(args.out, rows)
   ok = [r for r in rows if 'error' not in r]
   metrics = [m for m in html.QUALITY if any(m in r for r in ok)]
@@ -112,6 +118,7 @@ def cmd_demo(args) -> int:
   args.videos = [str(assets.sample_clip_path())]
   args.reducers = None
   args.start = 0
+  args.shard, args.merge = None, False
   return cmd_compare(args)
 
 
@@ -266,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--size', type=int, default=112,
                  help='working resolution: short side, then centre crop (default 112; 0 = native)')
   p.add_argument('--no-vmaf', action='store_true', help='skip VMAF')
+  p.add_argument('--shard', default=None, metavar='I/N',
+                 help='run only shard I of N (clips I, I+N, ...) into its own '
+                      'results.shard-I-of-N.jsonl, for schedulers that start '
+                      'independent jobs; then run once with --merge')
+  p.add_argument('--merge', action='store_true',
+                 help="merge every shard's results (same videos and options) "
+                      'into results.json, results.csv and report.html; runs '
+                      'nothing')
   p.set_defaults(func=cmd_compare)
 
   p = sub.add_parser(

@@ -53,6 +53,10 @@ class TrainingDivergedError(JaxvrError, FloatingPointError):
   """A training loss or gradient became NaN or infinite."""
 
 
+class IncompleteResultsError(JaxvrError):
+  """Results to merge are missing (a shard of the run has not finished)."""
+
+
 def check_shape(name: str, array, rank: int | None = None,
                 last: int | None = None, dtype=None) -> None:
   """Raises ShapeError unless ``array`` has the given rank/last dim/dtype.

@@ -7,6 +7,7 @@ happen in this process (8 devices from conftest) while the children work.
 """
 
 import importlib
+import json
 import os
 import pathlib
 import re
@@ -21,6 +22,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxvr import cli
 from jaxvr.errors import ConfigError
 from jaxvr.training import checkpoint, loop, sharding
 
@@ -83,6 +85,10 @@ class Processes:
       if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def _lines(path: pathlib.Path) -> list[str]:
+  return path.read_text().splitlines()
 
 
 def _curve(workdir) -> list[tuple[int, dict]]:
@@ -192,6 +198,29 @@ def test_every_trainer_runs_as_two_processes(tmp_path, name, option,
   trainer, config, multi, _ = _train_both_ways(
       tmp_path, name, option, overrides, atol, steps)
   _continue_in_one_process(trainer, config, multi, atol)
+
+
+def test_compare_as_two_processes_equals_one_run(small_clips, tmp_path,
+                                                  without_timings):
+  def args(out):
+    return ['compare', *small_clips, '--out', str(out), '--reducers',
+            'interp-copy,interp-linear', '--frames', '4', '--size', '16',
+            '--no-vmaf']
+
+  multi = tmp_path / 'multi'
+  with Processes(['-m', 'jaxvr.cli', *args(multi)], n=2, devices=1,
+                 log_dir=tmp_path) as procs:
+    assert cli.main(args(tmp_path / 'single')) == 0
+    logs = procs.wait()
+  assert 'wrote' in logs[0] and 'shard rows written' in logs[1]
+  # Clips 0 and 2 ran in process 0, clip 1 in process 1.
+  assert [len(_lines(multi / f'results.shard-{i}-of-2.jsonl'))
+          for i in (0, 1)] == [4, 2]
+  merged, single = (json.loads((d / 'results.json').read_text())
+                    for d in (multi, tmp_path / 'single'))
+  assert len(merged) == 6
+  assert without_timings(merged) == without_timings(single)
+  assert (multi / 'report.html').is_file()
 
 
 @pytest.mark.slow

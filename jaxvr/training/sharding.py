@@ -16,8 +16,10 @@ reduces the metrics over the whole batch on device.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -38,6 +40,7 @@ NUM_PROCESSES_ENV = 'JAX_NUM_PROCESSES'
 PROCESS_ID_ENV = 'JAX_PROCESS_ID'
 
 _distributed_initialized = False
+_local_only = False  # see process_local
 
 
 def _env_flag(name: str) -> bool:
@@ -149,28 +152,54 @@ def maybe_initialize_distributed(force: bool | None = None, *,
   return True
 
 
+@contextlib.contextmanager
+def process_local() -> Iterator[None]:
+  """Within the block, :func:`make_mesh` spans this process's devices only.
+
+  For work each process of a multi-process run does on its own (its share
+  of the clips of an evaluation): a mesh over every process's devices would
+  make each computation wait for the other processes to run it too.
+  Single-process runs are unaffected.
+  """
+  global _local_only
+  previous, _local_only = _local_only, True
+  try:
+    yield
+  finally:
+    _local_only = previous
+
+
 def make_mesh(n_devices: int | None = None) -> Mesh:
   """Builds a 1-D ``data`` mesh over the first ``n_devices`` devices.
 
   Args:
     n_devices: number of devices to use; None uses every device (of every
-      process, in multi-host runs).
+      process in multi-process runs, of this one inside
+      :func:`process_local`).
 
   Returns:
     A mesh with the single axis ``'data'`` of Auto axis type.
 
   Raises:
-    ConfigError: if ``n_devices`` is not in ``[1, jax.device_count()]``.
+    ConfigError: if ``n_devices`` is not in ``[1, number of devices]``.
   """
-  available = jax.device_count()
+  pool = jax.local_devices() if _local_only else jax.devices()
+  available = len(pool)
   n = available if n_devices is None else int(n_devices)
   if not 1 <= n <= available:
     raise ConfigError(
         f'n_devices: expected an integer in [1, {available}] (the devices '
         f'JAX sees), got {n_devices}')
-  devices = None if n == available else jax.devices()[:n]
+  devices = None if pool == jax.devices() and n == available else pool[:n]
   return jax.make_mesh((n,), (DATA_AXIS,), axis_types=(AxisType.Auto,),
                        devices=devices)
+
+
+def sync_processes(name: str) -> None:
+  """Waits until every process reaches the barrier ``name`` (no-op alone)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
