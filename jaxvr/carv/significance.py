@@ -22,9 +22,10 @@ run in batches of ``batch_size`` (a ``lax.scan`` over batches inside one jit,
 so memory does not grow with ``n_samples``), each batch split over every
 device on the ``data`` mesh axis; in a multi-process run (see
 ``jaxvr.training.sharding.maybe_initialize_distributed``) that is every
-device of every process, and every process receives the whole map. Sample ``i`` uses the noise drawn from
-``fold_in(key, i)``, so the map depends on the key only, not on the batch size
-or the device count (up to float32 summation order).
+device of every process, and every process receives the whole map. Sample
+``i`` uses the noise drawn from ``fold_in(key, i)``, so the map depends on
+the key only, not on the batch size, the device count or the process count
+(up to float32 summation order).
 """
 
 from __future__ import annotations

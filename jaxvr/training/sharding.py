@@ -110,9 +110,9 @@ def maybe_initialize_distributed(force: bool | None = None, *,
     TPU pod metadata).
 
   On the CPU, cross-process collectives go through gloo over TCP (unless
-  ``JAX_CPU_COLLECTIVES_IMPLEMENTATION`` says otherwise), so the same program runs as N local
-  processes; each process's device count then comes from
-  ``XLA_FLAGS=--xla_force_host_platform_device_count=K``.
+  ``JAX_CPU_COLLECTIVES_IMPLEMENTATION`` says otherwise), so the same
+  program runs as N local processes; each process's device count then comes
+  from ``XLA_FLAGS=--xla_force_host_platform_device_count=K``.
 
   Args:
     force: True to initialize, False never to; None (default) initializes
