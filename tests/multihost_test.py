@@ -266,7 +266,7 @@ def test_sigterm_on_one_process_stops_every_process_at_one_step(tmp_path):
       range(1, step + 1))
 
 
-def test_distributed_settings_from_the_environment(monkeypatch):
+def test_distributed_settings_from_the_environment(monkeypatch, capsys):
   for name in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES',
                'JAX_PROCESS_ID'):
     monkeypatch.delenv(name, raising=False)
@@ -289,3 +289,8 @@ def test_distributed_settings_from_the_environment(monkeypatch):
   monkeypatch.setenv('JAX_COORDINATOR_ADDRESS', 'localhost')
   with pytest.raises(ConfigError, match='HOST:PORT'):
     sharding.distributed_params()
+  # The command reports it on one line, before JAX starts.
+  monkeypatch.setenv('JAXVR_DISTRIBUTED', '1')
+  assert cli.main(['reducers']) == 2
+  assert 'JAX_COORDINATOR_ADDRESS: expected HOST:PORT' in (
+      capsys.readouterr().err)
