@@ -148,8 +148,14 @@ def cmd_compare(args) -> int:
                   if not (args.no_vmaf and m == 'vmaf')]
   spec = compare.ClipSpec(frames=args.frames, start=args.start,
                           size=args.size or None)
-  rows = compare.compare(args.videos, args.out, reducer_names=names, spec=spec,
-                         metric_names=metric_names)
+  shard = compare.parse_shard(args.shard) if args.shard else None
+  rows = compare.run(args.videos, args.out, shard=shard,
+                     merge_only=args.merge,
+                     reducer_names=names, spec=spec, metric_names=metric_names)
+  if rows is None:  # This process ran one shard; the merge writes the rest.
+    print(f'{args.out}: shard rows written; the tables and report come with '
+          f'the merge (process 0, or --merge once every shard is done)')
+    return 0
   report = html.write_report(args.out, rows)
   ok = [r for r in rows if 'error' not in r]
   metrics = [m for m in html.QUALITY if any(m in r for r in ok)]
@@ -179,6 +185,7 @@ def cmd_demo(args) -> int:
   args.videos = [str(assets.sample_clip_path())]
   args.reducers = None
   args.start = 0
+  args.shard, args.merge = None, False
   return cmd_compare(args)
 
 
@@ -224,8 +231,10 @@ def cmd_carv(args) -> int:
       estimator=args.estimator, invert=args.invert,
       key=jax.random.key(args.seed), start=args.start, max_frames=args.frames,
       crf=args.crf)
-  for name, path in paths.items():
-    print(f'{name}: {path}')
+  from jaxvr.training.sharding import is_main_process
+  if is_main_process():  # The one process that wrote them.
+    for name, path in paths.items():
+      print(f'{name}: {path}')
   return 0
 
 
@@ -369,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--size', type=_SIZE, default=112,
                  help='working resolution: short side, then centre crop (default 112; 0 = native)')
   p.add_argument('--no-vmaf', action='store_true', help='skip VMAF')
+  p.add_argument('--shard', default=None, metavar='I/N',
+                 help='run only shard I of N (clips I, I+N, ...) into its own '
+                      'results.shard-I-of-N.jsonl, for schedulers that start '
+                      'independent jobs; then run once with --merge')
+  p.add_argument('--merge', action='store_true',
+                 help="merge every shard's results (same videos and options) "
+                      'into results.json, results.csv and report.html; runs '
+                      'nothing')
   p.set_defaults(func=cmd_compare)
 
   p = sub.add_parser(
@@ -477,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   try:
+    # JAXVR_DISTRIBUTED=1: one process of a multi-process run (see README).
+    from jaxvr.training import sharding
+    sharding.maybe_initialize_distributed()
     return args.func(args)
   except errors.JaxvrError as err:
     print(f'jaxvr {args.command}: error: {errors.one_line(err)}',

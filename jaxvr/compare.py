@@ -13,6 +13,14 @@ torn last line (a crash mid-write) is skipped and reported.
 ``results.json`` / ``results.csv`` then hold exactly the rows of this
 invocation, as strict JSON (a non-finite metric becomes null, with the
 reason under ``null_reasons``).
+
+Dataset-scale runs split the clips into shards (clip ``k`` goes to shard
+``k mod N``): shard ``i`` of ``N`` appends to its own
+``results.shard-<i>-of-<N>.jsonl`` (resumable on its own), and
+:func:`merge` assembles every shard's rows into the ``results.json`` /
+``results.csv`` a single run over the same clips writes. :func:`run` does
+both for ``jaxvr compare``: as N processes of JAX's distributed runtime each
+process runs its shard and process 0 merges once all are done.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import pathlib
 import sys
 import time
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -70,11 +79,53 @@ def clip_name(path) -> str:
   return pathlib.Path(path).stem
 
 
-def _clip_names(paths: list[str], hashes: list[str]) -> list[str]:
-  """Display names: the file stem, made unique by a content prefix."""
+def _clip_sha256(path: str) -> str:
+  try:
+    return video.file_sha256(path)
+  except OSError:
+    return 'unreadable:' + str(pathlib.Path(path).resolve())
+
+
+def _clip_identities(paths: list[str],
+                     indices: list[int]) -> list[tuple[str, str, str]]:
+  """``(path, sha256, display name)`` of clips ``indices`` of ``paths``.
+
+  The name is the file stem, made unique among all ``paths`` by a content
+  prefix; so a shard names its clips as a run over every clip does.
+  """
   stems = [clip_name(p) for p in paths]
-  return [s if stems.count(s) == 1 else f'{s}-{h[:8]}'
-          for s, h in zip(stems, hashes, strict=True)]
+  out = []
+  for i in indices:
+    sha = _clip_sha256(paths[i])
+    name = stems[i] if stems.count(stems[i]) == 1 else f'{stems[i]}-{sha[:8]}'
+    out.append((paths[i], sha, name))
+  return out
+
+
+RESULTS_FILE = 'results.jsonl'
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+  """``'i/N'`` -> ``(i, N)`` with ``0 <= i < N``.
+
+  Raises:
+    ConfigError: for anything else.
+  """
+  try:
+    index, count = (int(x) for x in str(text).split('/'))
+  except ValueError:
+    index = count = -1
+  if not 0 <= index < count:
+    raise errors.ConfigError(
+        f'shard: expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}')
+  return index, count
+
+
+def results_file(shard: tuple[int, int] | None) -> str:
+  """The results log of ``shard`` (``results.jsonl`` for a whole run)."""
+  if shard is None:
+    return RESULTS_FILE
+  return f'results.shard-{shard[0]}-of-{shard[1]}.jsonl'
 
 
 def row_key(clip_sha256: str, spec: ClipSpec, reducer: str,
@@ -84,9 +135,12 @@ def row_key(clip_sha256: str, spec: ClipSpec, reducer: str,
                      reducer, sorted(metric_names)])
 
 
-def _done(results_path: pathlib.Path) -> dict[str, dict]:
-  """Finished rows of earlier runs by identity (failed rows are not done)."""
-  rows, torn = {}, 0
+def _read_rows(results_path: pathlib.Path) -> tuple[dict, dict]:
+  """Rows of a results log by identity: ``(finished, failed)``.
+
+  Failed rows (with an ``error``) are not finished: a rerun retries them.
+  """
+  rows, failed, torn = {}, {}, 0
   if results_path.exists():
     for line in results_path.read_text().splitlines():
       if not line.strip():
@@ -96,13 +150,18 @@ def _done(results_path: pathlib.Path) -> dict[str, dict]:
       except json.JSONDecodeError:
         torn += 1
         continue
-      if 'key' in row and 'error' not in row:
+      if 'key' not in row:
+        continue
+      if 'error' in row:
+        failed[row['key']] = row
+      else:
         rows[row['key']] = row
+        failed.pop(row['key'], None)
   if torn:
     print(f'{results_path}: skipped {torn} unreadable line(s) (a run was '
           f'interrupted mid-write); those pairs are run again',
           file=sys.stderr)
-  return rows
+  return rows, failed
 
 
 _NULL_REASONS = {
@@ -156,7 +215,8 @@ def run_one(reducer: reducers.Reducer, frames: np.ndarray, fps: float,
 
 def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
             spec: ClipSpec = ClipSpec(), metric_names=evaluation.ALL_METRICS,
-            save_outputs: bool = True, progress: bool = True) -> list[dict]:
+            save_outputs: bool = True, progress: bool = True,
+            shard: tuple[int, int] | None = None) -> list[dict]:
   """Runs every reducer on every clip; returns this invocation's rows.
 
   Args:
@@ -168,6 +228,9 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
     save_outputs: keep each decoded clip as ``outputs/<clip>/<reducer>.npz``
       for figures.
     progress: progress bars.
+    shard: ``(i, N)`` to run only clips ``i, i + N, ...`` into
+      ``results.shard-<i>-of-<N>.jsonl`` (no tables: :func:`merge` writes
+      them once every shard is done); None runs every clip.
 
   Returns:
     One row per (clip, reducer) in clip then reducer order; a failed pair
@@ -178,21 +241,17 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
   built = {name: reducers.create(name) for name in reducer_names}
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
-  results_path = out_dir / 'results.jsonl'
-  done = _done(results_path)
+  results_path = out_dir / results_file(shard)
+  done, _ = _read_rows(results_path)
   metric_names = tuple(metric_names)
   clips = [str(c) for c in clips]
-  hashes = []
-  for path in clips:
-    try:
-      hashes.append(video.file_sha256(path))
-    except OSError:
-      hashes.append('unreadable:' + str(pathlib.Path(path).resolve()))
-  names = _clip_names(clips, hashes)
+  mine = list(range(len(clips)))
+  if shard is not None:
+    mine = mine[shard[0]::shard[1]]
   rows: list[dict] = []
-  bar = tqdm(total=len(clips) * len(built), desc='compare', unit='run',
+  bar = tqdm(total=len(mine) * len(built), desc='compare', unit='run',
              disable=not progress)
-  for path, sha, name in zip(clips, hashes, names, strict=True):
+  for path, sha, name in _clip_identities(clips, mine):
     keys = {r: row_key(sha, spec, r, metric_names) for r in built}
     todo = [r for r in built if keys[r] not in done]
     finished = [done[keys[r]] for r in built if keys[r] in done]
@@ -204,8 +263,11 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
       frames, fps = spec.load(path)
     except errors.JaxvrError as err:
       rows += finished
-      rows.append({'clip': name, 'clip_path': path, 'reducer': '*',
-                   'error': str(err)})
+      # Logged (and retried by a rerun) so that a merge sees it too.
+      row = {'key': row_key(sha, spec, '*', metric_names), 'clip': name,
+             'clip_path': path, 'reducer': '*', 'error': str(err)}
+      _append(results_path, row)
+      rows.append(row)
       bar.update(len(todo))
       continue
     clip_dir = out_dir / 'outputs' / name
@@ -234,6 +296,53 @@ def compare(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
       rows.append(row)
       bar.update(1)
   bar.close()
+  if shard is None:
+    write_tables(rows, out_dir)
+  return rows
+
+
+def merge(clips, out_dir, *, reducer_names=DEFAULT_REDUCERS,
+          spec: ClipSpec = ClipSpec(),
+          metric_names=evaluation.ALL_METRICS) -> list[dict]:
+  """The rows a single run over ``clips`` returns, from every shard's log.
+
+  Reads ``results.jsonl`` and every ``results.shard-*.jsonl`` of
+  ``out_dir``, takes for each (clip, reducer) of the arguments its finished
+  row (else its failed one), and writes ``results.json`` / ``results.csv``.
+  Nothing is run.
+
+  Returns:
+    The rows, in the order and with the content :func:`compare` gives.
+
+  Raises:
+    IncompleteResultsError: if some (clip, reducer) has no row yet.
+  """
+  out_dir = pathlib.Path(out_dir)
+  done, failed = {}, {}
+  for path in sorted(out_dir.glob('results*.jsonl')):
+    finished, errs = _read_rows(path)
+    failed.update(errs)
+    done.update(finished)
+  metric_names = tuple(metric_names)
+  clips = [str(c) for c in clips]
+  rows, missing = [], []
+  for _, sha, name in _clip_identities(clips, list(range(len(clips)))):
+    keys = [row_key(sha, spec, r, metric_names) for r in reducer_names]
+    clip_error = failed.get(row_key(sha, spec, '*', metric_names))
+    for rname, key in zip(reducer_names, keys, strict=True):
+      if key in done:
+        rows.append(done[key])
+      elif key in failed and clip_error is None:
+        rows.append(failed[key])
+      elif clip_error is None:
+        missing.append(f'{name} / {rname}')
+    if clip_error is not None and any(k not in done for k in keys):
+      rows.append(clip_error)
+  if missing:
+    raise errors.IncompleteResultsError(
+        f'{out_dir}: {len(missing)} (clip, reducer) pairs have no result yet '
+        f'(first: {missing[0]}); finish every shard with the same clips and '
+        f'settings, then merge')
   write_tables(rows, out_dir)
   return rows
 
@@ -257,6 +366,47 @@ def saved_output(out_dir, clip: str, reducer: str
   path = pathlib.Path(out_dir) / 'outputs' / clip / f'{reducer}.npz'
   with np.load(path) as z:
     return z['video'], {k: z[k] for k in z.files if k != 'video'}
+
+
+def run(clips, out_dir, *, shard: tuple[int, int] | None = None,
+        merge_only: bool = False, **kwargs) -> list[dict] | None:
+  """``jaxvr compare``: one whole run, one shard, a merge, or N processes.
+
+  - ``merge_only``: :func:`merge` the logs already in ``out_dir``;
+  - ``shard=(i, N)``: run shard ``i`` only (independent jobs; merge later);
+  - in a multi-process run of JAX's distributed runtime (and no ``shard``),
+    process ``p`` of ``P`` runs shard ``(p, P)`` on its own devices, all
+    wait for each other, and process 0 merges;
+  - otherwise every clip, as :func:`compare`.
+
+  Args:
+    clips, out_dir: as :func:`compare`.
+    shard: ``(i, N)``, see :func:`parse_shard`.
+    merge_only: only merge.
+    **kwargs: ``reducer_names``, ``spec``, ``metric_names`` (identify the
+      rows, so the merge must get the same), ``save_outputs``, ``progress``.
+
+  Returns:
+    The rows of every clip, or None on a process that ran only a shard.
+  """
+  from jaxvr.training import sharding
+
+  merge_kw = {k: kwargs[k] for k in ('reducer_names', 'spec', 'metric_names')
+              if k in kwargs}
+  if merge_only:
+    return merge(clips, out_dir, **merge_kw)
+  if shard is not None:
+    compare(clips, out_dir, shard=shard, **kwargs)
+    return None
+  if jax.process_count() == 1:
+    return compare(clips, out_dir, **kwargs)
+  with sharding.process_local():
+    compare(clips, out_dir, shard=(jax.process_index(), jax.process_count()),
+            **kwargs)
+  sharding.sync_processes('jaxvr compare: every shard done')
+  if not sharding.is_main_process():
+    return None
+  return merge(clips, out_dir, **merge_kw)
 
 
 def write_tables(rows: list[dict], out_dir) -> None:

@@ -63,6 +63,10 @@ class TrainingDivergedError(JaxvrError, FloatingPointError):
   """A training loss or gradient became NaN or infinite."""
 
 
+class IncompleteResultsError(JaxvrError):
+  """Results to merge are missing (a shard of the run has not finished)."""
+
+
 def one_line(err: BaseException) -> str:
   """``err`` and the errors that caused it, on one line (for a CLI)."""
   parts = []

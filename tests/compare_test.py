@@ -3,11 +3,9 @@
 import json
 import math
 
-import numpy as np
 import pytest
 
 from jaxvr import cli, compare
-from jaxvr.video import io as video_io
 
 REDUCERS = ('interp-copy', 'interp-linear')
 METRICS = ('psnr',)
@@ -21,18 +19,8 @@ def _strict_load(path):
 
 
 @pytest.fixture(scope='module')
-def clips(tmp_path_factory):
-  """Three small clips; two share the file name 'clip.mp4'."""
-  root = tmp_path_factory.mktemp('clips')
-  rng = np.random.default_rng(0)
-  paths = []
-  for folder in ('a', 'b', 'c'):
-    (root / folder).mkdir()
-    name = 'other.mp4' if folder == 'c' else 'clip.mp4'
-    video = rng.integers(0, 256, (6, 20, 24, 3), np.uint8)
-    video_io.write_video(root / folder / name, video, lossless=True)
-    paths.append(str(root / folder / name))
-  return paths
+def clips(small_clips):
+  return small_clips
 
 
 def _lines(out):
@@ -102,3 +90,37 @@ def test_compare_command_exits_nonzero_when_a_clip_fails(clips, tmp_path,
   assert '1 of 2 (clip, reducer) runs failed' in err
   saved = _strict_load(out / 'results.json')
   assert [('error' in r) for r in saved] == [True, False]
+
+
+def _compare_args(clips, out, *extra):
+  return ['compare', *clips, '--out', str(out), '--reducers',
+          ','.join(REDUCERS), '--frames', '4', '--size', '16', '--no-vmaf',
+          *extra]
+
+
+def test_shards_merge_into_the_single_run_tables(clips, tmp_path, capsys,
+                                                  without_timings):
+  broken = tmp_path / 'broken.mp4'
+  broken.write_bytes(b'not a video')
+  videos = [*clips, str(broken)]
+  assert cli.main(_compare_args(videos, tmp_path / 'single')) == 1
+  sharded = tmp_path / 'sharded'
+  assert cli.main(_compare_args(videos, sharded, '--shard', '1/2')) == 0
+  # Shard 0 is missing: nothing to merge yet.
+  assert cli.main(_compare_args(videos, sharded, '--merge')) == 2
+  assert 'no result yet' in capsys.readouterr().err
+  assert cli.main(_compare_args(videos, sharded, '--shard', '0/2')) == 0
+  assert sorted(p.name for p in sharded.glob('results*.jsonl')) == [
+      'results.shard-0-of-2.jsonl', 'results.shard-1-of-2.jsonl']
+  assert not (sharded / 'results.json').exists()
+  assert cli.main(_compare_args(videos, sharded, '--merge')) == 1
+  merged = _strict_load(sharded / 'results.json')
+  single = _strict_load(tmp_path / 'single' / 'results.json')
+  assert len(merged) == 7 and merged[-1]['reducer'] == '*'  # Broken clip.
+  assert without_timings(merged) == without_timings(single)
+  assert (sharded / 'report.html').is_file()
+  assert sorted(p.name for p in (sharded / 'outputs').iterdir()) == sorted(
+      p.name for p in (tmp_path / 'single' / 'outputs').iterdir())
+  for bad in ('2/2', '1', 'a/b'):
+    assert cli.main(_compare_args(clips, sharded, '--shard', bad)) == 2
+    assert 'shard: expected I/N' in capsys.readouterr().err

@@ -76,3 +76,29 @@ def with_validation(val_folder):
       config.data.val_frames = 4
     return config
   return configure
+
+
+@pytest.fixture(scope='session')
+def small_clips(tmp_path_factory) -> list[str]:
+  """Three small clips for ``compare``; two share the file name 'clip.mp4'."""
+  from jaxvr.video import io as video_io
+
+  root = tmp_path_factory.mktemp('clips')
+  rng = np.random.default_rng(0)
+  paths = []
+  for folder in ('a', 'b', 'c'):
+    (root / folder).mkdir()
+    name = 'other.mp4' if folder == 'c' else 'clip.mp4'
+    video = rng.integers(0, 256, (6, 20, 24, 3), np.uint8)
+    video_io.write_video(root / folder / name, video, lossless=True)
+    paths.append(str(root / folder / name))
+  return paths
+
+
+@pytest.fixture(scope='session')
+def without_timings():
+  """Drops run times from ``compare`` rows (two runs differ only in them)."""
+  def strip(rows):
+    return [{k: v for k, v in r.items() if k not in ('encode_s', 'decode_s')}
+            for r in rows]
+  return strip

@@ -55,6 +55,25 @@ def test_synthetic_clips_are_deterministic_and_resume():
     make(seed=2).set_state(it.get_state())
 
 
+def test_each_process_loads_its_rows_of_one_global_batch(monkeypatch):
+  whole = data_lib.SyntheticClips(T, SIZE, batch_size=4, seed=0)
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  rows = []
+  for index in (0, 1):
+    monkeypatch.setattr(jax, 'process_index', lambda index=index: index)
+    it = data_lib.SyntheticClips(T, SIZE, batch_size=4, seed=0)
+    it.set_state(whole.get_state() | {'position': 2})
+    rows.append(next(it)['video'])
+    # The global batch is the same on every process.
+    np.testing.assert_array_equal(it.global_batch_at(2)['video'],
+                                  whole.batch_at(2)['video'])
+  assert rows[0].shape == (2, T, *SIZE, 3)
+  np.testing.assert_array_equal(np.concatenate(rows),
+                                whole.batch_at(2)['video'])
+  with pytest.raises(ConfigError, match='multiple of the process count 2'):
+    data_lib.SyntheticClips(T, SIZE, batch_size=3, seed=0)
+
+
 def test_video_clips_center_crop_matches_frames(video_folder):
   it = data_lib.VideoClips(video_folder, T, SIZE, batch_size=2, seed=0,
                            frame_stride=2, crop='center', flip=False)

@@ -31,7 +31,11 @@ def main(argv):
 
   def export():
     checkpoint.save_params(_EXPORT.value, result.state.params, _CONFIG.value.model)
-    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
+    # Every process takes part in the Orbax save above; a plain
+    # file has one writer.
+    if sharding.is_main_process():
+      data.write_training_record(_EXPORT.value, _CONFIG.value.data,
+                                 result.step)
 
   loop.finish(result, export if _EXPORT.value else None, 'autoencoder')
 

@@ -34,10 +34,11 @@ def main(argv):
   kernels = result.state.kernels
 
   def write_outputs():
-    if _EXPORT.value:
+    main = sharding.is_main_process()  # Plain files: one writer.
+    if _EXPORT.value and main:
       lca_dictionary.export_kernels(_EXPORT.value, kernels, _CONFIG.value)
       data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
-    if _FIGURE.value:
+    if _FIGURE.value and main:
       from jaxvr.lca import figures
       figures.save_kernel_figure(_FIGURE.value, kernels)
 

@@ -8,10 +8,12 @@ r"""Trains the sparse-pixel video GAN (or a No-Mask-Gen baseline).
 
 ``--export=DIR`` also writes the final generator parameters and the config
 (``jaxvr.sparsegan.inference.load`` reads them). Running the same command
-again resumes from the latest checkpoint in ``--workdir`` (with a changed
-config only given ``--config.allow_config_change=True``). SIGTERM saves a
-checkpoint and exits cleanly without exporting. Multi-host: set ``JAXVR_DISTRIBUTED=1`` on
-every process.
+again resumes from the latest checkpoint in ``--workdir`` (with a
+changed config only given ``--config.allow_config_change=True``). SIGTERM saves a
+checkpoint and exits cleanly without exporting. Multi-host: start the same command on every
+process with ``JAXVR_DISTRIBUTED=1`` (plus ``JAX_COORDINATOR_ADDRESS``,
+``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` outside SLURM and Cloud TPU)
+and one shared ``--workdir``; see the README's "Many hosts" section.
 """
 
 from absl import app, flags
@@ -42,7 +44,11 @@ def main(argv):
 
   def export():
     sparse_gan.export_params(_EXPORT.value, result, _CONFIG.value)
-    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
+    # Every process takes part in the Orbax save above; a plain
+    # file has one writer.
+    if sharding.is_main_process():
+      data.write_training_record(_EXPORT.value, _CONFIG.value.data,
+                                 result.step)
 
   loop.finish(result, export if _EXPORT.value else None, 'sparse_gan')
 

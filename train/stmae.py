@@ -10,8 +10,11 @@ r"""Pre-trains an ST-MAE from scratch on a folder of videos.
 (``STMAEConfig`` fields) for shipping as default weights. Running the same
 command again resumes from the latest checkpoint in ``--workdir`` (with a
 changed config only given ``--config.allow_config_change=True``). SIGTERM
-saves a checkpoint and exits cleanly without exporting. Multi-host: set
-``JAXVR_DISTRIBUTED=1`` on every process.
+saves a checkpoint and exits cleanly without exporting. Multi-host: start the same command
+on every process with ``JAXVR_DISTRIBUTED=1`` (plus
+``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``
+outside SLURM and Cloud TPU) and one shared ``--workdir``; see the README's
+"Many hosts" section.
 """
 
 from absl import app, flags
@@ -42,7 +45,11 @@ def main(argv):
   def export():
     checkpoint.save_params(_EXPORT.value, result.state.params,
                            stmae.model_config(_CONFIG.value))
-    data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
+    # Every process takes part in the Orbax save above; a plain
+    # file has one writer.
+    if sharding.is_main_process():
+      data.write_training_record(_EXPORT.value, _CONFIG.value.data,
+                                 result.step)
 
   loop.finish(result, export if _EXPORT.value else None, 'stmae')
 

@@ -43,6 +43,7 @@ from jaxvr.carv import baselines, schedule
 from jaxvr.carv.significance import ESTIMATORS, estimate_significance
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
 from jaxvr.stmae.model import STMAEConfig
+from jaxvr.training.sharding import is_main_process
 from jaxvr.video import transforms
 from jaxvr.video.tubes import chunk_bounds
 
@@ -402,6 +403,9 @@ def run_carv(video_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     crf: x264 crf of the written reduced video.
     progress: progress bar of the estimate.
 
+  In a multi-process run every process computes (the masks are shared
+  over every device of every process) and process 0 writes the files.
+
   Returns:
     Paths: ``video`` (``reduced.mp4``), ``significance`` (``[t', h', w']``
     ``significance.npy`` on the model crop), ``full_map``
@@ -436,13 +440,18 @@ def run_carv(video_path: str | os.PathLike, out_dir: str | os.PathLike, *,
   sig = estimate_significance(params, config, clip, key, n_samples=n_samples,
                               mask_ratio=mask_ratio, batch_size=batch_size,
                               estimator=estimator, progress=progress)
-  full = full_frame_map(sig, geom)
-  flags = schedule.schedule_from_significance(full, total, n, invert=invert)
   out = pathlib.Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
   paths = {'video': out / 'reduced.mp4', 'significance': out / 'significance.npy',
            'full_map': out / 'significance_full.npy', 'flags': out / 'flags.npy',
            'heatmap': out / 'heatmap.png'}
+  # A host copy: process 0 works on alone from here (a computation on the
+  # global array would wait for the other processes).
+  sig = np.asarray(sig)
+  if not is_main_process():
+    return paths  # Every process holds the same map; one reduces and writes.
+  full = full_frame_map(sig, geom)
+  flags = schedule.schedule_from_significance(full, total, n, invert=invert)
+  out.mkdir(parents=True, exist_ok=True)
   written = 0
 
   def reduced_blocks():

@@ -20,9 +20,12 @@ at a high mask ratio) get the mean sample loss, a neutral value.
 The per-video work (patch embedding and loss target) is done once; the masks
 run in batches of ``batch_size`` (a ``lax.scan`` over batches inside one jit,
 so memory does not grow with ``n_samples``), each batch split over every
-device on the ``data`` mesh axis. Sample ``i`` uses the noise drawn from
-``fold_in(key, i)``, so the map depends on the key only, not on the batch size
-or the device count (up to float32 summation order).
+device on the ``data`` mesh axis; in a multi-process run (see
+``jaxvr.training.sharding.maybe_initialize_distributed``) that is every
+device of every process, and every process receives the whole map. Sample
+``i`` uses the noise drawn from ``fold_in(key, i)``, so the map depends on
+the key only, not on the batch size, the device count or the process count
+(up to float32 summation order).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from jaxvr.errors import ConfigError, ShapeError
 from jaxvr.stmae import masking
 from jaxvr.stmae.forward import Tokens, _from_tokens, encode_tokens
 from jaxvr.stmae.model import STMAEConfig
-from jaxvr.training.sharding import make_mesh
+from jaxvr.training.sharding import make_mesh, put_global
 
 ESTIMATORS = ('visible', 'masked')
 # Masks per device and batch when not given. On CPU small batches win: the
@@ -104,7 +107,8 @@ def _significance_sums(params, tokens, key, n_samples, *, config, batch,
   zeros = jnp.zeros((num_tokens,), jnp.float32)
   init = (zeros, zeros, zeros, zeros, jnp.zeros((), jnp.float32))
   sums, _ = jax.lax.scan(body, init, jnp.arange(n_batches, dtype=jnp.int32))
-  return sums
+  # Replicated, so every process can read the whole map.
+  return jax.lax.with_sharding_constraint(sums, NamedSharding(mesh, P()))
 
 
 def _check_video(config: STMAEConfig, video) -> None:
@@ -158,9 +162,10 @@ def significance_sums(params, config: STMAEConfig, video: jax.Array,
   batch = resolve_batch_size(batch_size, n_samples, mesh.size)
   n_batches = math.ceil(n_samples / batch)
   replicated = NamedSharding(mesh, P())
-  params = jax.device_put(params, replicated)
+  # Computed where the parameters are, then copied to every device of the
+  # mesh (of every process, in a multi-process run).
   tokens = encode_tokens(params, config, jnp.asarray(video)[None])
-  tokens, key = jax.device_put((tokens, key), replicated)
+  params, tokens, key = put_global((params, tokens, key), replicated)
   bar = tqdm(total=n_batches, desc='significance', unit='batch',
              disable=not progress, leave=False)
   _PROGRESS.bar = bar

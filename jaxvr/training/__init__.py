@@ -1,6 +1,7 @@
 """Shared training infrastructure: mesh, checkpoints, data, the loop.
 
-- ``sharding``: the data-parallel mesh, replicated and batch shardings.
+- ``sharding``: the data-parallel mesh, replicated and batch shardings,
+  multi-process start-up and placement.
 - ``checkpoint``: Orbax checkpoints of state, data position and config.
 - ``data``: restorable clip iterators (video folders, synthetic clips).
 - ``loop``: the training loop (logging, NaN guard, preemption-safe saves).
@@ -25,6 +26,7 @@ from jaxvr.training.sharding import (
   batch_sharding,
   make_mesh,
   maybe_initialize_distributed,
+  put_global,
   replicated,
   shard_batch,
 )
@@ -32,7 +34,7 @@ from jaxvr.training.sharding import (
 __all__ = [
   'Checkpointer', 'IndexedClips', 'LoopResult', 'Restored', 'SyntheticClips',
   'VideoClips', 'abstract_with_sharding', 'batch_sharding', 'load_params', 'make_mesh',
-  'maybe_initialize_distributed', 'open_checkpointer', 'read_metrics',
-  'replicated', 'restore_or_init', 'save_params', 'shard_batch',
+  'maybe_initialize_distributed', 'open_checkpointer', 'put_global',
+  'read_metrics', 'replicated', 'restore_or_init', 'save_params', 'shard_batch',
   'train_loop',
 ]

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -274,15 +275,50 @@ def save_params(directory: str | os.PathLike, params: Any,
   """
   directory = pathlib.Path(directory).absolute()
   config_json = to_json_dict(config)
+  if jax.process_count() > 1:
+    _save_params_every_process(directory, params, config_json)
+    return directory
   with files.atomic_dir(directory) as tmp:
-    checkpointer = ocp.StandardCheckpointer()
-    try:
-      checkpointer.save(tmp / _PARAMS_DIR, params)
-      checkpointer.wait_until_finished()
-    finally:
-      checkpointer.close()
+    _save_orbax_params(tmp / _PARAMS_DIR, params)
     files.write_json(tmp / _CONFIG_FILE, config_json, sort_keys=True)
   return directory
+
+
+def _save_orbax_params(path: pathlib.Path, params: Any) -> None:
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    checkpointer.save(path, params)
+    checkpointer.wait_until_finished()
+  finally:
+    checkpointer.close()
+
+
+def _save_params_every_process(directory: pathlib.Path, params: Any,
+                               config_json: dict) -> None:
+  """``save_params`` in a multi-process run (every process calls it).
+
+  Orbax needs every process to save into one and the same folder, so the
+  temporary folder has a fixed name here; process 0 alone writes the
+  config and swaps the folder into place once every process is done.
+  """
+  from jaxvr.training import sharding
+
+  main = jax.process_index() == 0
+  shared = directory.with_name(f'.{directory.name}.export.tmp')
+  if main:
+    shutil.rmtree(shared, ignore_errors=True)  # left by a crashed save
+    with files.atomic_dir(directory) as tmp:
+      sharding.sync_processes('save_params: start')
+      _save_orbax_params(shared / _PARAMS_DIR, params)
+      sharding.sync_processes('save_params: params written')
+      tmp.rmdir()
+      shared.rename(tmp)
+      files.write_json(tmp / _CONFIG_FILE, config_json, sort_keys=True)
+  else:
+    sharding.sync_processes('save_params: start')
+    _save_orbax_params(shared / _PARAMS_DIR, params)
+    sharding.sync_processes('save_params: params written')
+  sharding.sync_processes('save_params: done')
 
 
 def load_params(directory: str | os.PathLike,

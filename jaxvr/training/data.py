@@ -119,7 +119,18 @@ class IndexedClips(abc.ABC):
 
   def batch_at(self, position: int) -> dict[str, np.ndarray]:
     """This process's rows of global batch number ``position``."""
-    indices = [position * self.batch_size + r for r in self._rows]
+    return self._rows_of(position, self._rows)
+
+  def global_batch_at(self, position: int) -> dict[str, np.ndarray]:
+    """Every row of global batch ``position``, whatever this process loads.
+
+    For initializations that every process must compute identically (e.g.
+    a dictionary seeded from data patches).
+    """
+    return self._rows_of(position, range(self.batch_size))
+
+  def _rows_of(self, position: int, rows: range) -> dict[str, np.ndarray]:
+    indices = [position * self.batch_size + r for r in rows]
     if self._pool is None:
       clips = [self.sample(i) for i in indices]
     else:

@@ -152,7 +152,9 @@ def initial_kernels(config: ml_collections.ConfigDict,
   if d.init == 'random':
     kernels = noise
   else:
-    x, _ = windows(jnp.asarray(data.batch_at(0)['video']), 'full')
+    # The whole first global batch: every process (and every process
+    # layout) must start from the same kernels.
+    x, _ = windows(jnp.asarray(data.global_batch_at(0)['video']), 'full')
     x = np.asarray(x, np.float64)
     n, _, h, w = x.shape
     idx = rng.integers(0, n, k)

@@ -218,7 +218,7 @@ def restore_or_init(checkpointer: ckpt_lib.Checkpointer,
     ConfigError: the config or the data changed since the checkpoint.
   """
   if checkpointer.latest_step() is None:
-    return jax.device_put(init_fn(), state_shardings), 0
+    return shard_lib.put_global(init_fn(), state_shardings), 0
   allow = config is not None and _check_resume_config(checkpointer, config)
   if abstract_state is None:
     abstract_state = jax.eval_shape(init_fn)
