@@ -31,12 +31,12 @@ time keeps only the chunk inputs and ConvGRU states of all frames.
 """
 
 import re
-import sys
 import time
 
 import jax
 from absl import app, flags
 
+from eval import run_or_exit
 from jaxvr import errors, files
 from jaxvr.configs.sparse_gan import get_config
 from jaxvr.sparsegan import train_step as ts
@@ -144,11 +144,7 @@ def run() -> None:
 
 def main(argv):
   del argv
-  try:
-    run()
-  except errors.JaxvrError as err:  # bad flags: one line, exit status 2
-    print(f'memory_sparse_gan: error: {err}', file=sys.stderr)
-    sys.exit(2)
+  run_or_exit(run, 'memory_sparse_gan')
 
 
 if __name__ == '__main__':

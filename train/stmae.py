@@ -37,8 +37,8 @@ def main(argv):
   loop.quiet_library_logs()
   result = stmae.run(_CONFIG.value, _WORKDIR.value)
   if _EXPORT.value and not result.preempted:
-    checkpoint.save_params(_EXPORT.value, result.state.params,
-                           stmae.model_config(_CONFIG.value))
+    checkpoint.save_params(
+        _EXPORT.value, *stmae.export_params(result.state.params, _CONFIG.value))
     data.write_training_record(_EXPORT.value, _CONFIG.value.data, result.step)
   state = 'preempted at' if result.preempted else 'finished at'
   print(f'{state} step {result.step}: {result.last_metrics}')

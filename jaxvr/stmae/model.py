@@ -30,6 +30,13 @@ from jaxvr.errors import ConfigError
 
 _TARGET_FRAMES = ('linspace', 'stride')
 
+# Per-block rematerialisation: what the backward pass keeps of a block.
+REMAT_POLICIES = {
+    'none': None,                # no remat: every activation is kept
+    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    'full': jax.checkpoint_policies.nothing_saveable,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class STMAEConfig:
@@ -51,6 +58,14 @@ class STMAEConfig:
     target_frames: ``'linspace'`` (official: frames
       ``int(linspace(0, T-1, pred_t_dim))`` in float32) or ``'stride'``
       (PySlowFast: every ``T // pred_t_dim``-th frame from 0).
+    remat: per-block rematerialisation in the backward pass: ``'none'``,
+      ``'dots'`` (keep the matmul outputs, recompute the rest) or ``'full'``
+      (keep only each block's input). Same results.
+    scan_blocks: run the encoder and decoder blocks as one ``nn.scan`` each
+      (compile time independent of depth). The block parameters are then
+      stacked under ``blocks`` / ``decoder_blocks`` with a leading depth
+      axis instead of ``blocks_0`` ...; :func:`jaxvr.stmae.stack_blocks` and
+      :func:`jaxvr.stmae.unstack_blocks` convert between the two layouts.
   """
   img_size: int = 224
   patch_size: int = 16
@@ -75,6 +90,8 @@ class STMAEConfig:
   decoder_sep_pos_embed: bool | None = None
   decoder_cls_from_encoder: bool = False
   target_frames: str = 'linspace'
+  remat: str = 'none'
+  scan_blocks: bool = False
 
   def __post_init__(self):
     try:
@@ -116,6 +133,9 @@ class STMAEConfig:
     if self.pred_t_dim > self.num_frames:
       raise ConfigError(f'pred_t_dim: expected at most num_frames='
                         f'{self.num_frames}, got {self.pred_t_dim}')
+    if self.remat not in REMAT_POLICIES:
+      raise ConfigError(f'remat: expected one of {tuple(REMAT_POLICIES)}, '
+                        f'got {self.remat!r}')
     if self.target_frames not in _TARGET_FRAMES:
       raise ConfigError(f'target_frames: expected one of {_TARGET_FRAMES}, '
                         f'got {self.target_frames!r}')
@@ -272,12 +292,38 @@ class Block(nn.Module):
   config: STMAEConfig
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, unused=None):
+    """``[N, L, D] -> [N, L, D]``; ``(x, None)`` under ``scan_blocks``."""
     c = self.config
     norm = functools.partial(nn.LayerNorm, epsilon=c.layernorm_eps, dtype=c.dtype)
     x = x + Attention(self.num_heads, c, name='attn')(norm(name='norm1')(x))
     hidden = int(x.shape[-1] * c.mlp_ratio)
-    return x + Mlp(hidden, c, name='mlp')(norm(name='norm2')(x))
+    x = x + Mlp(hidden, c, name='mlp')(norm(name='norm2')(x))
+    # nn.scan wants (carry, per-layer output).
+    return (x, None) if c.scan_blocks else x
+
+
+def _block_stack(config: STMAEConfig, num_heads: int, depth: int):
+  """``depth`` blocks: a list, or one scanned module under ``scan_blocks``."""
+  block = Block
+  if config.remat != 'none':
+    # Inside a scan the loop already prevents common-subexpression
+    # elimination of the recomputation; outside, remat must.
+    block = nn.remat(Block, policy=REMAT_POLICIES[config.remat],
+                     prevent_cse=not config.scan_blocks)
+  if config.scan_blocks and depth:
+    return nn.scan(block, variable_axes={'params': 0},
+                   split_rngs={'params': True}, length=depth)(num_heads,
+                                                              config)
+  return [block(num_heads, config) for _ in range(depth)]
+
+
+def _run_blocks(blocks, x):
+  if isinstance(blocks, (list, tuple)):
+    for block in blocks:
+      x = block(x)
+    return x
+  return blocks(x, None)[0]
 
 
 def _pos_params(module: nn.Module, prefix: str, sep: bool, cls: bool,
@@ -330,7 +376,7 @@ class STMAE(nn.Module):
                                  c.cls_embed, c.grid, d)
     norm = functools.partial(nn.LayerNorm, epsilon=c.layernorm_eps,
                              dtype=c.dtype)
-    self.blocks = [Block(c.num_heads, c) for _ in range(c.depth)]
+    self.blocks = _block_stack(c, c.num_heads, c.depth)
     self.norm = norm()
     self.decoder_embed = nn.Dense(dd, kernel_init=_dense_init(c), dtype=c.dtype)
     self.mask_token = self.param('mask_token', mask_init, (1, 1, dd))
@@ -340,8 +386,8 @@ class STMAE(nn.Module):
     self.decoder_pos_table = _pos_params(
         self, 'decoder_pos_embed', c.decoder_sep, c.cls_embed,
         c.grid, dd)
-    self.decoder_blocks = [Block(c.decoder_num_heads, c)
-                           for _ in range(c.decoder_depth)]
+    self.decoder_blocks = _block_stack(c, c.decoder_num_heads,
+                                       c.decoder_depth)
     self.decoder_norm = norm()
     self.decoder_pred = nn.Dense(c.pred_dim, kernel_init=_dense_init(c),
                                  dtype=c.dtype)
@@ -375,9 +421,7 @@ class STMAE(nn.Module):
       cls = self.cls_token if klass is None else self.cls_token + klass
       x = jnp.concatenate(
           [jnp.broadcast_to(cls, (n, 1, x.shape[-1])).astype(x.dtype), x], 1)
-    for block in self.blocks:
-      x = block(x)
-    x = self.norm(x)
+    x = self.norm(_run_blocks(self.blocks, x))
     if c.cls_embed:
       return x[:, 1:], x[:, :1]
     return x, None
@@ -400,7 +444,6 @@ class STMAE(nn.Module):
       if klass is not None:
         first = first + klass
       x = jnp.concatenate([first.astype(x.dtype), x], axis=1)
-    for block in self.decoder_blocks:
-      x = block(x)
+    x = _run_blocks(self.decoder_blocks, x)
     x = self.decoder_pred(self.decoder_norm(x))
     return x[:, 1:] if c.cls_embed else x
