@@ -63,6 +63,11 @@ def test_stack_and_unstack_round_trip(setup):
   assert jax.tree.structure(back) == jax.tree.structure(params)
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(back), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # A scanned model starts from the same values as the default layout.
+  fresh = stmae.init_params(config, jax.random.key(0))
+  for a, b in zip(jax.tree.leaves(stacked), jax.tree.leaves(fresh),
+                  strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   with pytest.raises(CheckpointError, match='stacked over 2'):
     stmae.unstack_blocks(params, config)
   with pytest.raises(CheckpointError, match='missing'):

@@ -12,8 +12,6 @@ from jaxvr.stmae.convert import (
     is_pyslowfast,
     load_torch_checkpoint,
     param_count,
-    stack_blocks,
-    unstack_blocks,
     unwrap_state_dict,
 )
 from jaxvr.stmae.forward import (
@@ -32,6 +30,8 @@ from jaxvr.stmae.model import (
     STMAE,
     STMAEConfig,
     pyslowfast_config,
+    stack_blocks,
+    unstack_blocks,
     vit_large_config,
 )
 

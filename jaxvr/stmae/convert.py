@@ -20,9 +20,8 @@ Rules: ``Linear.weight [out, in]`` -> ``kernel = weight.T``; ``Conv3d.weight
 ``blocks_<i>``. Every converted tensor is checked against the shape the Flax
 model expects, and every key must be used exactly once.
 
-The same module converts between the two Flax layouts of the blocks:
-``blocks_<i>`` (the default) and, for ``scan_blocks`` models, one ``blocks``
-tree whose leaves carry a leading depth axis (likewise ``decoder_blocks``).
+For a ``scan_blocks`` config the result is stacked into that layout
+(:func:`jaxvr.stmae.stack_blocks`).
 """
 
 from __future__ import annotations
@@ -34,13 +33,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxvr.errors import CheckpointError
 from jaxvr.stmae.forward import abstract_params
-from jaxvr.stmae.model import STMAEConfig, pyslowfast_config
+from jaxvr.stmae.model import STMAEConfig, pyslowfast_config, stack_blocks
 
 _WRAPPERS = ('model_state', 'model', 'state_dict')
 _PSF_BLOCK = re.compile(r'^pred_head\.transforms\.0\.(\d+)\.(.*)$')
@@ -214,64 +211,6 @@ def convert_state_dict(state_dict: Mapping[str, Any],
     raise CheckpointError('state_dict: does not fit the config ('
                           + '; '.join(problems) + ')')
   return stack_blocks(params, config) if config.scan_blocks else params
-
-
-# (parameter name, config field with its number of blocks)
-_BLOCK_STACKS = (('blocks', 'depth'), ('decoder_blocks', 'decoder_depth'))
-
-
-def stack_blocks(params: Mapping[str, Any], config: STMAEConfig) -> dict:
-  """Default layout -> ``scan_blocks`` layout.
-
-  Args:
-    params: parameters with ``blocks_0 .. blocks_<depth-1>`` and
-      ``decoder_blocks_<i>``.
-    config: the model config (``depth``, ``decoder_depth``).
-
-  Returns:
-    The same parameters with each group stacked into one tree
-    (``blocks``, ``decoder_blocks``) of leaves ``[depth, ...]``; NumPy
-    leaves stay NumPy.
-
-  Raises:
-    CheckpointError: a block is missing.
-  """
-  out = dict(params)
-  for name, field in _BLOCK_STACKS:
-    keys = [f'{name}_{i}' for i in range(getattr(config, field))]
-    missing = [k for k in keys if k not in out]
-    if missing:
-      raise CheckpointError(f'params: expected unscanned blocks {keys[0]}..'
-                            f'{keys[-1]}, missing {missing[:3]}')
-    if keys:
-      out[name] = jax.tree.map(_stack, *[out.pop(k) for k in keys])
-  return out
-
-
-def unstack_blocks(params: Mapping[str, Any], config: STMAEConfig) -> dict:
-  """``scan_blocks`` layout -> default layout (inverse of :func:`stack_blocks`).
-
-  Raises:
-    CheckpointError: a stacked group is missing or has the wrong depth.
-  """
-  out = dict(params)
-  for name, field in _BLOCK_STACKS:
-    depth = getattr(config, field)
-    if not depth:
-      continue
-    stacked = out.pop(name, None)
-    leaves = jax.tree.leaves(stacked)
-    if not leaves or any(np.shape(x)[0] != depth for x in leaves):
-      raise CheckpointError(f'params: expected {name} stacked over {depth} '
-                            f'blocks (scan_blocks layout)')
-    for i in range(depth):
-      out[f'{name}_{i}'] = jax.tree.map(lambda x, i=i: x[i], stacked)
-  return out
-
-
-def _stack(*xs):
-  return (np.stack(xs) if all(isinstance(x, np.ndarray) for x in xs)
-          else jnp.stack(xs))
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:

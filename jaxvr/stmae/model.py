@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxvr.errors import ConfigError
+from jaxvr.errors import CheckpointError, ConfigError
 
 _TARGET_FRAMES = ('linspace', 'stride')
 
@@ -316,6 +317,68 @@ def _block_stack(config: STMAEConfig, num_heads: int, depth: int):
                    split_rngs={'params': True}, length=depth)(num_heads,
                                                               config)
   return [block(num_heads, config) for _ in range(depth)]
+
+
+# (parameter name, config field with its number of blocks)
+_BLOCK_STACKS = (('blocks', 'depth'), ('decoder_blocks', 'decoder_depth'))
+
+
+def stack_blocks(params: Mapping[str, Any], config: STMAEConfig) -> dict:
+  """Default layout -> ``scan_blocks`` layout.
+
+  The default layout holds ``blocks_<i>`` (and ``decoder_blocks_<i>``); a
+  ``scan_blocks`` model holds one ``blocks`` tree whose leaves carry a
+  leading depth axis (likewise ``decoder_blocks``).
+
+  Args:
+    params: parameters with ``blocks_0 .. blocks_<depth-1>`` and
+      ``decoder_blocks_<i>``.
+    config: the model config (``depth``, ``decoder_depth``).
+
+  Returns:
+    The same parameters with each group stacked into one tree
+    (``blocks``, ``decoder_blocks``) of leaves ``[depth, ...]``; NumPy
+    leaves stay NumPy.
+
+  Raises:
+    CheckpointError: a block is missing.
+  """
+  out = dict(params)
+  for name, field in _BLOCK_STACKS:
+    keys = [f'{name}_{i}' for i in range(getattr(config, field))]
+    missing = [k for k in keys if k not in out]
+    if missing:
+      raise CheckpointError(f'params: expected unscanned blocks {keys[0]}..'
+                            f'{keys[-1]}, missing {missing[:3]}')
+    if keys:
+      out[name] = jax.tree.map(_stack, *[out.pop(k) for k in keys])
+  return out
+
+
+def unstack_blocks(params: Mapping[str, Any], config: STMAEConfig) -> dict:
+  """``scan_blocks`` layout -> default layout (inverse of :func:`stack_blocks`).
+
+  Raises:
+    CheckpointError: a stacked group is missing or has the wrong depth.
+  """
+  out = dict(params)
+  for name, field in _BLOCK_STACKS:
+    depth = getattr(config, field)
+    if not depth:
+      continue
+    stacked = out.pop(name, None)
+    leaves = jax.tree.leaves(stacked)
+    if not leaves or any(np.shape(x)[0] != depth for x in leaves):
+      raise CheckpointError(f'params: expected {name} stacked over {depth} '
+                            f'blocks (scan_blocks layout)')
+    for i in range(depth):
+      out[f'{name}_{i}'] = jax.tree.map(lambda x, i=i: x[i], stacked)
+  return out
+
+
+def _stack(*xs):
+  return (np.stack(xs) if all(isinstance(x, np.ndarray) for x in xs)
+          else jnp.stack(xs))
 
 
 def _run_blocks(blocks, x):
