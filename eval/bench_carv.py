@@ -1,7 +1,7 @@
 r"""Speed of CARV significance: vmapped mask batches vs one mask at a time.
 
   python -m eval.bench_carv [--n_samples 500] [--batch_sizes 2,8,32]
-      [--model DIR | --random_init] [--repeats 2]
+      [--model DIR | --random_init] [--repeats 2] [--json out.json]
 
 The bench config: 16x112x112 clips, 2x16x16 tubelets, encoder 192 wide / 4
 deep / 3 heads, decoder 128 / 2 / 4, cls token and separable positional
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvr import carv, stmae
+from jaxvr import carv, files, stmae
 from jaxvr.carv.significance import sample_noise
 from jaxvr.errors import CheckpointError
 from jaxvr.stmae.forward import _from_tokens, forward_unjitted
@@ -126,6 +126,8 @@ def main(argv=None) -> int:
   p.add_argument('--repeats', type=int, default=2)
   p.add_argument('--model', default=None)
   p.add_argument('--random_init', action='store_true')
+  p.add_argument('--json', default=None,
+                 help='also write the results (ratios as fields) here')
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
   params, config, origin = load_model(args)
   video = bench_video(config)
@@ -156,10 +158,25 @@ def main(argv=None) -> int:
   sec16, sums16 = time_vmapped(params, cfg16, video, key, args.n_samples,
                                best_b, args.repeats)
   print(f'vmapped bfloat16, batch {best_b:3d}: {sec16 * 1e3:7.2f} ms per mask')
+  spearman = {}
   for est in carv.ESTIMATORS:
     a = carv.significance_from_sums(sums32, est, config.grid, args.n_samples)
     b = carv.significance_from_sums(sums16, est, config.grid, args.n_samples)
-    print(f'Spearman bfloat16 vs float32 ({est}): {carv.spearman(a, b):.4f}')
+    spearman[est] = float(carv.spearman(a, b))
+    print(f'Spearman bfloat16 vs float32 ({est}): {spearman[est]:.4f}')
+  if args.json:
+    files.write_json(args.json, {
+        'backend': jax.default_backend(), 'weights': origin,
+        'n_samples': args.n_samples, 'mask_ratio': RATIO,
+        'flops_per_mask': {'full_forward': flops_full,
+                           'after_shared_embedding': flops_part},
+        'vmapped_f32_ms_per_mask': {str(b): results[b][0] * 1e3
+                                    for b in results},
+        'best_batch': best_b,
+        'loop_f32_ms_per_mask': loop * 1e3,
+        'ratio_loop_vs_vmapped': loop / best,
+        'vmapped_bf16_ms_per_mask': sec16 * 1e3,
+        'spearman_bf16_vs_f32': spearman})
   return 0
 
 

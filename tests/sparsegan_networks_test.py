@@ -1,5 +1,7 @@
 """Sparse-GAN networks and losses: activations, spectral norm, shapes."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -93,6 +95,54 @@ def test_inpainting_is_causal_in_time(inpaint):
   np.testing.assert_array_equal(changed[:, 0], base[:, 0])
   assert np.abs(changed[:, 1] - base[:, 1]).max() > 1e-6
   assert np.abs(changed[:, 2] - base[:, 2]).max() > 1e-6
+
+
+@functools.partial(jax.jit, static_argnums=0,
+                   compiler_options=fast_compile_options())
+def _loss_and_grad(gen, params, known, mask, noise):
+  loss = lambda p: jnp.sum(gen.apply(p, known, mask, noise)[0] ** 2)
+  return jax.value_and_grad(loss)(params)
+
+
+def test_frame_chunks_give_the_same_function(inpaint):
+  """Chunks with the ConvGRU state carried (and recomputed) = one pass.
+
+  T = 3 in chunks of 2: one scanned chunk plus a shorter tail.
+  """
+  f, b, z, params, _ = inpaint
+  f, b, z = (x[:1, :, :8, :8] for x in (f, b, z))
+  gens = [InpaintingGenerator(width_mult=1 / 8, frame_chunk=n) for n in (0, 2)]
+  shapes = [jax.eval_shape(g.init, jax.random.key(0), b * f, b, z)
+            for g in gens]
+  assert jax.tree.structure(shapes[0]) == jax.tree.structure(shapes[1])
+  (v0, g0), (v1, g1) = [_loss_and_grad(g, params, b * f, b, z) for g in gens]
+  np.testing.assert_allclose(float(v1), float(v0), rtol=1e-6)
+  for a, c in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
+    # Parameter gradients sum over frames in another order: f32 rounding.
+    np.testing.assert_allclose(np.asarray(c), np.asarray(a), rtol=1e-4,
+                               atol=1e-6)
+  with pytest.raises(ConfigError, match='frame_chunk'):
+    jax.eval_shape(InpaintingGenerator(width_mult=1 / 8, frame_chunk=-1).init,
+                   jax.random.key(0), b * f, b, z)
+
+
+def test_bundled_weights_fit_chunked_models():
+  """Frame chunking leaves the parameter tree of the bundled weights as is."""
+  from jaxvr.sparsegan import inference
+  from jaxvr.sparsegan.train_step import build_models
+  weights = inference.load()
+  config = weights.config.copy_and_resolve_references()
+  config.model.frame_chunk = 1
+  models = build_models(config)
+  size, t = weights.frame_size, weights.num_frames
+  clip = jnp.zeros((1, t, size, size, 3))
+  mask = clip[..., :1]
+  want = jax.tree.map(lambda a: (a.shape, a.dtype), weights.params)
+  got = {'frame': jax.eval_shape(models.frame.init, jax.random.key(0), clip,
+                                 mask, clip)['params'],
+         'mask': jax.eval_shape(models.mask.init, jax.random.key(0), clip,
+                                mask)['params']}
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), got) == want
 
 
 def test_critic_shapes_and_valid_size_check(spatial):

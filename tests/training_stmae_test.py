@@ -120,15 +120,18 @@ def test_entry_point_smoke(tmp_path):
 @pytest.mark.slow
 def test_remat_gives_the_same_step(tmp_path):
   metrics = {}
-  for remat in ('none', 'dots', 'full'):
+  for remat, scan in (('none', False), ('dots', False), ('full', False),
+                      ('dots', True)):
+    name = f'{remat}_scan' if scan else remat
     config = stmae_configs.get_config('smoke')
     config.total_steps = 2
     config.remat = remat
-    result = trainer.run(config, tmp_path / remat)
-    metrics[remat] = [r['metrics'] for r in loop.read_metrics(tmp_path / remat)]
+    config.scan_blocks = scan
+    result = trainer.run(config, tmp_path / name)
+    metrics[name] = [r['metrics'] for r in loop.read_metrics(tmp_path / name)]
     assert result.step == 2
-  for remat in ('dots', 'full'):
-    for a, b in zip(metrics['none'], metrics[remat], strict=True):
+  for name in ('dots', 'full', 'dots_scan'):
+    for a, b in zip(metrics['none'], metrics[name], strict=True):
       assert a['loss'] == pytest.approx(b['loss'], rel=1e-5)
       assert a['grad_norm'] == pytest.approx(b['grad_norm'], rel=1e-4)
   config = stmae_configs.get_config('smoke')

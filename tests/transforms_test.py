@@ -1,5 +1,7 @@
 """Resize, crops, normalization and luma."""
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,27 @@ def test_luma_bt601_limited_range():
                              atol=1e-4)
   with pytest.raises(errors.ShapeError, match='RGB'):
     video.luma(np.zeros((2, 4)))
+
+
+def test_luma_product_runs_at_highest_precision():
+  """The RGB -> Y dot is lowered with HIGHEST, even under a bf16 default."""
+  rgb = np.zeros((2, 4, 4, 3), np.uint8)
+  for context in (contextlib.nullcontext(),
+                  jax.default_matmul_precision('bfloat16')):
+    with context:
+      text = jax.jit(video.luma).lower(rgb).as_text()
+    dots = [line for line in text.splitlines() if 'dot_general' in line]
+    assert dots, text
+    assert all('precision = [HIGHEST, HIGHEST]' in d for d in dots), dots
+
+
+def test_luma_matches_float64_formula():
+  rgb = np.random.default_rng(0).integers(0, 256, (3, 16, 20, 3), np.uint8)
+  want = 16.0 + rgb.astype(np.float64) @ (np.array([65.481, 128.553, 24.966])
+                                          / 255.0)
+  with jax.default_matmul_precision('bfloat16'):
+    got = np.asarray(jax.jit(video.luma)(rgb))
+  np.testing.assert_allclose(got, want, atol=2e-5)
 
 
 def test_resize_and_short_side():

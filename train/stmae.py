@@ -43,8 +43,8 @@ def main(argv):
   result = stmae.run(_CONFIG.value, _WORKDIR.value)
 
   def export():
-    checkpoint.save_params(_EXPORT.value, result.state.params,
-                           stmae.model_config(_CONFIG.value))
+    checkpoint.save_params(
+        _EXPORT.value, *stmae.export_params(result.state.params, _CONFIG.value))
     # Every process takes part in the Orbax save above; a plain
     # file has one writer.
     if sharding.is_main_process():

@@ -82,7 +82,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                      # fill (departure; see networks.py)
   c.model.mask_prior = False         # G_M corrects a random mask of the
                                      # target density (departure)
-  c.model.remat = False
+  c.model.remat = False              # recompute each block in the backward
+  # Generators run the clip in time chunks of this many frames, each chunk
+  # recomputed in the backward pass (0 = all frames at once). 1 is the
+  # low-memory setting (see eval/memory_sparse_gan.py); same results.
+  c.model.frame_chunk = 0
   c.model.dtype = 'float32'          # 'bfloat16' for convolutions on GPU/TPU
 
   c.loss = ml_collections.ConfigDict()

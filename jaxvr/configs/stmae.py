@@ -57,9 +57,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.allow_config_change = False
   c.n_devices = ml_collections.FieldReference(None, field_type=int)
   c.mask_ratio = 0.9
-  # Rematerialisation of the forward pass in the backward pass:
+  # Rematerialisation of each Transformer block in the backward pass:
   # 'none', 'dots' (keep matmul outputs, recompute the rest) or 'full'.
   c.remat = 'none'
+  # Run the blocks as one nn.scan (compile time independent of depth); the
+  # training state then holds stacked block parameters, and --export writes
+  # the default layout. See eval/memory_stmae.py for memory and compile time.
+  c.scan_blocks = False
   # XLA backend optimisation level 0: compiles about 3x faster on CPU but
   # runs slower; for smoke runs and tests.
   c.fast_compile = False

@@ -10,7 +10,8 @@ Wasserstein generative adversarial imputation network" (ICANN 2021).
 * ``DilBlock``: three parallel 5x5 convolutions with dilation 1, 2 and 5.
 * ``Hourglass``: a three-level U-net of dilated blocks whose bottleneck holds
   a ConvGRU. The encoder and decoder fold time into the batch and run on all
-  frames at once; only the ConvGRU is scanned over time.
+  frames at once (or on chunks of frames, ``frame_chunk``); only the ConvGRU
+  is scanned over time.
 * ``MaskGenerator``: frame + uniform noise -> sigmoid confidence.
 * ``InpaintingGenerator``: known pixels, mask, hole noise -> frame, through
   the Keras-form hard sigmoid; known pixels are copied into the decoded frame.
@@ -26,8 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxvr.errors import ShapeError, SizeError
-from jaxvr.sparsegan.convgru import conv_gru
+from jaxvr.errors import ConfigError, ShapeError, SizeError
+from jaxvr.sparsegan.convgru import ConvGRUCell
 from jaxvr.sparsegan.normconv import normalized_convolution
 
 # Channel counts at width multiplier 1 (WGAIN's generator and critic).
@@ -118,6 +119,12 @@ class DilBlock(nn.Module):
 class Hourglass(nn.Module):
   """WGAIN hourglass with skips and a ConvGRU at the bottleneck.
 
+  The encoder and decoder work on single frames and only the ConvGRU carries
+  state in time, so a clip can be run in time chunks with the state carried
+  from chunk to chunk (``frame_chunk``): the result is the same function,
+  and with each chunk rematerialised the backward pass keeps only the chunk
+  inputs and ConvGRU states of all frames, plus the activations of one chunk.
+
   Attributes:
     out_channels: output channels.
     width_mult: multiplies every channel count (1 = the paper's width).
@@ -129,6 +136,10 @@ class Hourglass(nn.Module):
     head_channels: width of the 3x3 head before the output layer; None =
       ``HEAD_CHANNELS * width_mult``.
     zero_output: start the output layer at zero (a residual branch).
+    frame_chunk: 0 runs all frames at once; ``n > 0`` scans the clip in
+      chunks of ``n`` frames (the last one shorter when ``n`` does not
+      divide T), each chunk recomputed in the backward pass. Parameters are
+      the same either way.
   """
   out_channels: int
   width_mult: float = 1.0
@@ -138,8 +149,33 @@ class Hourglass(nn.Module):
   dtype: Any = None
   head_channels: int | None = None
   zero_output: bool = False
+  frame_chunk: int = 0
 
-  @nn.compact
+  def setup(self):
+    block = nn.remat(DilBlock) if self.remat else DilBlock
+    wm = self.width_mult
+    k1, k2, k3 = (scaled(k, wm) for k in ENCODER_K)
+    self.enc1 = block(k1, dtype=self.dtype)
+    self.enc2 = block(k2, dtype=self.dtype)
+    self.enc3 = block(k3, dtype=self.dtype)
+    self.mid = block(scaled(BOTTLENECK_K, wm), dtype=self.dtype)
+    k1, k2, k3 = (scaled(k, wm) for k in DECODER_K)
+    self.dec1 = block(k1, dtype=self.dtype)
+    self.dec2 = block(k2, dtype=self.dtype)
+    self.dec3 = block(k3, dtype=self.dtype)
+    bottleneck = 4 * scaled(ENCODER_K[-1], wm)
+    self.n_rec = bottleneck // 2 if self.gru_half else bottleneck
+    cell = nn.remat(ConvGRUCell) if self.remat else ConvGRUCell
+    self.gru = cell(features=self.n_rec,
+                    orthogonal_recurrent=self.orthogonal_recurrent,
+                    dtype=self.dtype)
+    self.head1 = nn.Conv(self.head_channels or scaled(HEAD_CHANNELS, wm),
+                         (3, 3), padding='SAME', dtype=self.dtype)
+    out_init = (nn.initializers.zeros if self.zero_output
+                else nn.linear.default_kernel_init)
+    self.head2 = nn.Conv(self.out_channels, (3, 3), padding='SAME',
+                         dtype=self.dtype, kernel_init=out_init)
+
   def __call__(self, x: jax.Array) -> jax.Array:
     """Runs the hourglass.
 
@@ -156,38 +192,61 @@ class Hourglass(nn.Module):
     if h % 8 or w % 8:
       raise SizeError(f'Hourglass: frame size {h}x{w} must be divisible by 8 '
                       f'(three 2x2 poolings)')
-    block = nn.remat(DilBlock) if self.remat else DilBlock
-    wm = self.width_mult
-    x0 = _fold(x)
-    y, skips = x0, []
-    for i, k in enumerate(ENCODER_K):
-      y = block(scaled(k, wm), dtype=self.dtype, name=f'enc{i + 1}')(y)
-      skips.append(y)
-      y = max_pool2(y)
-    # Time-recurrent bottleneck: only this part is scanned over T.
-    y = _unfold(y, b, t)
-    c = y.shape[-1]
-    n_rec = c // 2 if self.gru_half else c
-    rec = conv_gru(n_rec, orthogonal_recurrent=self.orthogonal_recurrent,
-                   remat=self.remat, dtype=self.dtype, name='gru')(
-                       y[..., :n_rec])
-    y = jnp.concatenate([rec, y[..., n_rec:]], axis=-1) if n_rec < c else rec
-    y = _fold(y)
-    y = block(scaled(BOTTLENECK_K, wm), dtype=self.dtype, name='mid')(y)
-    for i, k in enumerate(DECODER_K):
-      skip = skips[-1 - i]
-      y = upsample2(y)
-      y = jnp.concatenate([y, skip], axis=-1)
-      y = block(scaled(k, wm), dtype=self.dtype, name=f'dec{i + 1}')(y)
-    y = jnp.concatenate([y, x0.astype(y.dtype)], axis=-1)
-    head = self.head_channels or scaled(HEAD_CHANNELS, wm)
-    y = nn.elu(nn.Conv(head, (3, 3), padding='SAME', dtype=self.dtype,
-                       name='head1')(y))
-    out_init = (nn.initializers.zeros if self.zero_output
-                else nn.linear.default_kernel_init)
-    y = nn.Conv(self.out_channels, (3, 3), padding='SAME', dtype=self.dtype,
-                kernel_init=out_init, name='head2')(y)
-    return _unfold(y.astype(jnp.float32), b, t)
+    if self.frame_chunk < 0:
+      raise ConfigError(f'Hourglass: frame_chunk must be >= 0, got '
+                        f'{self.frame_chunk}')
+    state = jnp.zeros((b, h // 8, w // 8, self.n_rec),
+                      self.dtype or jnp.float32)
+    chunk = min(self.frame_chunk or t, t)
+    if chunk == t:
+      return _clip_pass(self, state, x)[1]
+    n = t // chunk
+    chunk_pass = nn.remat(_clip_pass)
+    # Chunks as a scan (one compiled body), the state as its carry.
+    scan = nn.scan(chunk_pass, variable_broadcast='params',
+                   split_rngs={'params': False}, in_axes=1, out_axes=1)
+    head = x[:, :n * chunk].reshape((b, n, chunk) + x.shape[2:])
+    state, y = scan(self, state, head)
+    y = y.reshape((b, n * chunk) + y.shape[3:])
+    if n * chunk < t:
+      _, tail = chunk_pass(self, state, x[:, n * chunk:])
+      y = jnp.concatenate([y, tail], axis=1)
+    return y
+
+
+def _clip_pass(hg: Hourglass, state: jax.Array, x: jax.Array):
+  """The hourglass on consecutive frames ``[B, t, H, W, Cin]``.
+
+  Encoder and decoder fold time into the batch; the ConvGRU runs over the t
+  frames from ``state`` ``[B, H/8, W/8, F]``.
+
+  Returns:
+    ``(state after the last frame, output [B, t, H, W, out_channels])``.
+  """
+  b, t = x.shape[:2]
+  x0 = _fold(x)
+  y, skips = x0, []
+  for block in (hg.enc1, hg.enc2, hg.enc3):
+    y = block(y)
+    skips.append(y)
+    y = max_pool2(y)
+  y = _unfold(y, b, t)
+  state, rec = _gru_scan(hg, state.astype(y.dtype), y[..., :hg.n_rec])
+  y = jnp.concatenate([rec, y[..., hg.n_rec:]], axis=-1)
+  y = hg.mid(_fold(y))
+  for block, skip in zip((hg.dec1, hg.dec2, hg.dec3), skips[::-1],
+                         strict=True):
+    y = block(jnp.concatenate([upsample2(y), skip], axis=-1))
+  y = jnp.concatenate([y, x0.astype(y.dtype)], axis=-1)
+  y = hg.head2(nn.elu(hg.head1(y)))
+  return state, _unfold(y.astype(jnp.float32), b, t)
+
+
+# The ConvGRU over axis 1 of [B, t, h, w, C] (what ``nn.RNN`` does), written
+# as a lifted scan so it can run inside a chunk and return its final state.
+_gru_scan = nn.scan(lambda hg, state, x: hg.gru(state, x),
+                    variable_broadcast='params', split_rngs={'params': False},
+                    in_axes=1, out_axes=1)
 
 
 class MaskGenerator(nn.Module):
@@ -213,6 +272,7 @@ class MaskGenerator(nn.Module):
   remat: bool = False
   dtype: Any = None
   prior_density: float | None = None
+  frame_chunk: int = 0
 
   @nn.compact
   def __call__(self, frames: jax.Array, noise: jax.Array) -> jax.Array:
@@ -234,7 +294,8 @@ class MaskGenerator(nn.Module):
     y = Hourglass(1, self.width_mult, self.gru_half,
                   self.orthogonal_recurrent, self.remat, self.dtype,
                   head_channels=HEAD_CHANNELS if prior else None,
-                  zero_output=prior, name='hourglass')(x)
+                  zero_output=prior, frame_chunk=self.frame_chunk,
+                  name='hourglass')(x)
     if prior:
       y = y + PRIOR_GAIN * (self.prior_density - noise)
     return nn.sigmoid(y)
@@ -263,6 +324,7 @@ class InpaintingGenerator(nn.Module):
   remat: bool = False
   dtype: Any = None
   residual: bool = False
+  frame_chunk: int = 0
 
   @nn.compact
   def __call__(self, known: jax.Array, mask: jax.Array, noise: jax.Array,
@@ -306,7 +368,8 @@ class InpaintingGenerator(nn.Module):
     y = Hourglass(3, self.width_mult, self.gru_half,
                   self.orthogonal_recurrent, self.remat, self.dtype,
                   head_channels=HEAD_CHANNELS if self.residual else None,
-                  zero_output=self.residual, name='hourglass')(x)
+                  zero_output=self.residual, frame_chunk=self.frame_chunk,
+                  name='hourglass')(x)
     if self.residual:
       u = jnp.clip(base + y, 0.0, 1.0)
     else:

@@ -81,9 +81,14 @@ def build_models(config: ml_collections.ConfigDict) -> Models:
   if m.mask_mode not in ('learned', 'random'):
     raise ConfigError(f"model.mask_mode must be 'learned' or 'random', got "
                       f'{m.mask_mode!r}')
+  # Weights exported before frame chunking existed have no such field.
+  frame_chunk = m.get('frame_chunk', 0)
+  if not isinstance(frame_chunk, int) or frame_chunk < 0:
+    raise ConfigError(f'model.frame_chunk must be an int >= 0 (0 = all '
+                      f'frames at once), got {frame_chunk!r}')
   kw = dict(width_mult=m.width_mult, gru_half=m.gru_half,
             orthogonal_recurrent=m.orthogonal_recurrent, remat=m.remat,
-            dtype=_dtype(m.dtype))
+            dtype=_dtype(m.dtype), frame_chunk=frame_chunk)
   return Models(
       mask=(MaskGenerator(**kw, prior_density=(
           float(m.density) if m.get('mask_prior', False) else None))

@@ -26,18 +26,21 @@ from jaxvr.stmae.forward import (
 )
 from jaxvr.stmae.masking import MaskIds, ids_from_noise, len_keep, sample_noise
 from jaxvr.stmae.model import (
+    REMAT_POLICIES,
     STMAE,
     STMAEConfig,
     pyslowfast_config,
+    stack_blocks,
+    unstack_blocks,
     vit_large_config,
 )
 
 __all__ = [
-    'STMAE', 'STMAEConfig', 'ForwardOutput', 'MaskIds', 'Tokens',
-    'abstract_params', 'compute_target', 'config_for_state_dict',
+    'REMAT_POLICIES', 'STMAE', 'STMAEConfig', 'ForwardOutput', 'MaskIds',
+    'Tokens', 'abstract_params', 'compute_target', 'config_for_state_dict',
     'convert_checkpoint_file', 'convert_state_dict', 'encode_tokens',
     'forward', 'forward_from_tokens', 'ids_from_noise', 'init_params',
     'is_pyslowfast', 'len_keep', 'load_torch_checkpoint', 'param_count',
-    'pyslowfast_config', 'sample_noise', 'unwrap_state_dict',
-    'vit_large_config',
+    'pyslowfast_config', 'sample_noise', 'stack_blocks', 'unstack_blocks',
+    'unwrap_state_dict', 'vit_large_config',
 ]

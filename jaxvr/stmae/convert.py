@@ -19,6 +19,9 @@ Rules: ``Linear.weight [out, in]`` -> ``kernel = weight.T``; ``Conv3d.weight
 ``weight`` -> ``scale``; tables copied as they are; ``blocks.<i>`` ->
 ``blocks_<i>``. Every converted tensor is checked against the shape the Flax
 model expects, and every key must be used exactly once.
+
+For a ``scan_blocks`` config the result is stacked into that layout
+(:func:`jaxvr.stmae.stack_blocks`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 
 from jaxvr.errors import CheckpointError
 from jaxvr.stmae.forward import abstract_params
-from jaxvr.stmae.model import STMAEConfig, pyslowfast_config
+from jaxvr.stmae.model import STMAEConfig, pyslowfast_config, stack_blocks
 
 _WRAPPERS = ('model_state', 'model', 'state_dict')
 _PSF_BLOCK = re.compile(r'^pred_head\.transforms\.0\.(\d+)\.(.*)$')
@@ -172,7 +175,8 @@ def convert_state_dict(state_dict: Mapping[str, Any],
           'pyslowfast_config(config)) so the decoder runs as it was trained')
     sd = _rename_pyslowfast(sd, config)
   sd = _split_fused_qkv(sd)
-  expected = {path: leaf for path, leaf in _flatten(abstract_params(config))}
+  unscanned = dataclasses.replace(config, scan_blocks=False)
+  expected = {path: leaf for path, leaf in _flatten(abstract_params(unscanned))}
   params: dict = {}
   unknown, bad_shape = [], []
   for key, value in sd.items():
@@ -206,7 +210,7 @@ def convert_state_dict(state_dict: Mapping[str, Any],
   if problems:
     raise CheckpointError('state_dict: does not fit the config ('
                           + '; '.join(problems) + ')')
-  return params
+  return stack_blocks(params, config) if config.scan_blocks else params
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:

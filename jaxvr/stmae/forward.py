@@ -9,6 +9,7 @@ channels-last video. For many masks of one video (CARV), split it:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from jaxvr.errors import ConfigError, ShapeError
 from jaxvr.stmae import masking
-from jaxvr.stmae.model import STMAE, STMAEConfig
+from jaxvr.stmae.model import STMAE, STMAEConfig, stack_blocks
 from jaxvr.video.tubes import patchify
 
 Params = Any
@@ -80,7 +81,14 @@ def _init_args(config: STMAEConfig):
 
 
 def init_params(config: STMAEConfig, key: jax.Array) -> Params:
-  """Fresh parameters (official initialisation scheme), float32."""
+  """Fresh parameters (official initialisation scheme), float32.
+
+  A ``scan_blocks`` config gets the same values as the default layout,
+  stacked (:func:`jaxvr.stmae.stack_blocks`).
+  """
+  if config.scan_blocks:
+    plain = dataclasses.replace(config, scan_blocks=False)
+    return stack_blocks(init_params(plain, key), config)
   # Runs once; a low backend optimisation level halves its (RNG-bound)
   # compile time on CPU.
   init = STMAE(config).init

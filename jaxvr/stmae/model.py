@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -26,9 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxvr.errors import ConfigError
+from jaxvr.errors import CheckpointError, ConfigError
 
 _TARGET_FRAMES = ('linspace', 'stride')
+
+# Per-block rematerialisation: what the backward pass keeps of a block.
+REMAT_POLICIES = {
+    'none': None,                # no remat: every activation is kept
+    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    'full': jax.checkpoint_policies.nothing_saveable,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +59,14 @@ class STMAEConfig:
     target_frames: ``'linspace'`` (official: frames
       ``int(linspace(0, T-1, pred_t_dim))`` in float32) or ``'stride'``
       (PySlowFast: every ``T // pred_t_dim``-th frame from 0).
+    remat: per-block rematerialisation in the backward pass: ``'none'``,
+      ``'dots'`` (keep the matmul outputs, recompute the rest) or ``'full'``
+      (keep only each block's input). Same results.
+    scan_blocks: run the encoder and decoder blocks as one ``nn.scan`` each
+      (compile time independent of depth). The block parameters are then
+      stacked under ``blocks`` / ``decoder_blocks`` with a leading depth
+      axis instead of ``blocks_0`` ...; :func:`jaxvr.stmae.stack_blocks` and
+      :func:`jaxvr.stmae.unstack_blocks` convert between the two layouts.
   """
   img_size: int = 224
   patch_size: int = 16
@@ -75,6 +91,8 @@ class STMAEConfig:
   decoder_sep_pos_embed: bool | None = None
   decoder_cls_from_encoder: bool = False
   target_frames: str = 'linspace'
+  remat: str = 'none'
+  scan_blocks: bool = False
 
   def __post_init__(self):
     try:
@@ -116,6 +134,9 @@ class STMAEConfig:
     if self.pred_t_dim > self.num_frames:
       raise ConfigError(f'pred_t_dim: expected at most num_frames='
                         f'{self.num_frames}, got {self.pred_t_dim}')
+    if self.remat not in REMAT_POLICIES:
+      raise ConfigError(f'remat: expected one of {tuple(REMAT_POLICIES)}, '
+                        f'got {self.remat!r}')
     if self.target_frames not in _TARGET_FRAMES:
       raise ConfigError(f'target_frames: expected one of {_TARGET_FRAMES}, '
                         f'got {self.target_frames!r}')
@@ -272,12 +293,100 @@ class Block(nn.Module):
   config: STMAEConfig
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, unused=None):
+    """``[N, L, D] -> [N, L, D]``; ``(x, None)`` under ``scan_blocks``."""
     c = self.config
     norm = functools.partial(nn.LayerNorm, epsilon=c.layernorm_eps, dtype=c.dtype)
     x = x + Attention(self.num_heads, c, name='attn')(norm(name='norm1')(x))
     hidden = int(x.shape[-1] * c.mlp_ratio)
-    return x + Mlp(hidden, c, name='mlp')(norm(name='norm2')(x))
+    x = x + Mlp(hidden, c, name='mlp')(norm(name='norm2')(x))
+    # nn.scan wants (carry, per-layer output).
+    return (x, None) if c.scan_blocks else x
+
+
+def _block_stack(config: STMAEConfig, num_heads: int, depth: int):
+  """``depth`` blocks: a list, or one scanned module under ``scan_blocks``."""
+  block = Block
+  if config.remat != 'none':
+    # Inside a scan the loop already prevents common-subexpression
+    # elimination of the recomputation; outside, remat must.
+    block = nn.remat(Block, policy=REMAT_POLICIES[config.remat],
+                     prevent_cse=not config.scan_blocks)
+  if config.scan_blocks and depth:
+    return nn.scan(block, variable_axes={'params': 0},
+                   split_rngs={'params': True}, length=depth)(num_heads,
+                                                              config)
+  return [block(num_heads, config) for _ in range(depth)]
+
+
+# (parameter name, config field with its number of blocks)
+_BLOCK_STACKS = (('blocks', 'depth'), ('decoder_blocks', 'decoder_depth'))
+
+
+def stack_blocks(params: Mapping[str, Any], config: STMAEConfig) -> dict:
+  """Default layout -> ``scan_blocks`` layout.
+
+  The default layout holds ``blocks_<i>`` (and ``decoder_blocks_<i>``); a
+  ``scan_blocks`` model holds one ``blocks`` tree whose leaves carry a
+  leading depth axis (likewise ``decoder_blocks``).
+
+  Args:
+    params: parameters with ``blocks_0 .. blocks_<depth-1>`` and
+      ``decoder_blocks_<i>``.
+    config: the model config (``depth``, ``decoder_depth``).
+
+  Returns:
+    The same parameters with each group stacked into one tree
+    (``blocks``, ``decoder_blocks``) of leaves ``[depth, ...]``; NumPy
+    leaves stay NumPy.
+
+  Raises:
+    CheckpointError: a block is missing.
+  """
+  out = dict(params)
+  for name, field in _BLOCK_STACKS:
+    keys = [f'{name}_{i}' for i in range(getattr(config, field))]
+    missing = [k for k in keys if k not in out]
+    if missing:
+      raise CheckpointError(f'params: expected unscanned blocks {keys[0]}..'
+                            f'{keys[-1]}, missing {missing[:3]}')
+    if keys:
+      out[name] = jax.tree.map(_stack, *[out.pop(k) for k in keys])
+  return out
+
+
+def unstack_blocks(params: Mapping[str, Any], config: STMAEConfig) -> dict:
+  """``scan_blocks`` layout -> default layout (inverse of :func:`stack_blocks`).
+
+  Raises:
+    CheckpointError: a stacked group is missing or has the wrong depth.
+  """
+  out = dict(params)
+  for name, field in _BLOCK_STACKS:
+    depth = getattr(config, field)
+    if not depth:
+      continue
+    stacked = out.pop(name, None)
+    leaves = jax.tree.leaves(stacked)
+    if not leaves or any(np.shape(x)[0] != depth for x in leaves):
+      raise CheckpointError(f'params: expected {name} stacked over {depth} '
+                            f'blocks (scan_blocks layout)')
+    for i in range(depth):
+      out[f'{name}_{i}'] = jax.tree.map(lambda x, i=i: x[i], stacked)
+  return out
+
+
+def _stack(*xs):
+  return (np.stack(xs) if all(isinstance(x, np.ndarray) for x in xs)
+          else jnp.stack(xs))
+
+
+def _run_blocks(blocks, x):
+  if isinstance(blocks, (list, tuple)):
+    for block in blocks:
+      x = block(x)
+    return x
+  return blocks(x, None)[0]
 
 
 def _pos_params(module: nn.Module, prefix: str, sep: bool, cls: bool,
@@ -330,7 +439,7 @@ class STMAE(nn.Module):
                                  c.cls_embed, c.grid, d)
     norm = functools.partial(nn.LayerNorm, epsilon=c.layernorm_eps,
                              dtype=c.dtype)
-    self.blocks = [Block(c.num_heads, c) for _ in range(c.depth)]
+    self.blocks = _block_stack(c, c.num_heads, c.depth)
     self.norm = norm()
     self.decoder_embed = nn.Dense(dd, kernel_init=_dense_init(c), dtype=c.dtype)
     self.mask_token = self.param('mask_token', mask_init, (1, 1, dd))
@@ -340,8 +449,8 @@ class STMAE(nn.Module):
     self.decoder_pos_table = _pos_params(
         self, 'decoder_pos_embed', c.decoder_sep, c.cls_embed,
         c.grid, dd)
-    self.decoder_blocks = [Block(c.decoder_num_heads, c)
-                           for _ in range(c.decoder_depth)]
+    self.decoder_blocks = _block_stack(c, c.decoder_num_heads,
+                                       c.decoder_depth)
     self.decoder_norm = norm()
     self.decoder_pred = nn.Dense(c.pred_dim, kernel_init=_dense_init(c),
                                  dtype=c.dtype)
@@ -375,9 +484,7 @@ class STMAE(nn.Module):
       cls = self.cls_token if klass is None else self.cls_token + klass
       x = jnp.concatenate(
           [jnp.broadcast_to(cls, (n, 1, x.shape[-1])).astype(x.dtype), x], 1)
-    for block in self.blocks:
-      x = block(x)
-    x = self.norm(x)
+    x = self.norm(_run_blocks(self.blocks, x))
     if c.cls_embed:
       return x[:, 1:], x[:, :1]
     return x, None
@@ -400,7 +507,6 @@ class STMAE(nn.Module):
       if klass is not None:
         first = first + klass
       x = jnp.concatenate([first.astype(x.dtype), x], axis=1)
-    for block in self.decoder_blocks:
-      x = block(x)
+    x = _run_blocks(self.decoder_blocks, x)
     x = self.decoder_pred(self.decoder_norm(x))
     return x[:, 1:] if c.cls_embed else x

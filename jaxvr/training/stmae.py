@@ -14,6 +14,7 @@ guard and SIGTERM handling come from :mod:`jaxvr.training.loop`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -34,11 +35,6 @@ from jaxvr.training import loop
 from jaxvr.training import sharding as shard_lib
 from jaxvr.video import transforms
 
-_REMAT_POLICIES = {
-    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    'full': jax.checkpoint_policies.nothing_saveable,
-}
-
 
 class TrainState(train_state.TrainState):
   """Flax TrainState plus the run's base key (per-step keys are folded in)."""
@@ -46,8 +42,27 @@ class TrainState(train_state.TrainState):
 
 
 def model_config(config: ml_collections.ConfigDict) -> stmae.STMAEConfig:
-  """The ``STMAEConfig`` described by ``config.model``."""
-  return stmae.STMAEConfig(**config.model.to_dict())
+  """The ``STMAEConfig`` of ``config.model`` with the trainer's ``remat``
+  and ``scan_blocks`` (the parameter layout of training states)."""
+  if config.remat not in stmae.REMAT_POLICIES:
+    raise ConfigError(f'config.remat: expected one of '
+                      f'{tuple(stmae.REMAT_POLICIES)}, got {config.remat!r}')
+  return stmae.STMAEConfig(**config.model.to_dict(), remat=config.remat,
+                           scan_blocks=bool(config.get('scan_blocks', False)))
+
+
+def export_params(params: Any, config: ml_collections.ConfigDict
+                  ) -> tuple[Any, stmae.STMAEConfig]:
+  """Trained parameters and model config in the default (unscanned) layout.
+
+  What ``train.stmae --export`` writes: blocks as ``blocks_<i>`` and a config
+  without training-only settings, so the weights load anywhere.
+  """
+  model_cfg = model_config(config)
+  if model_cfg.scan_blocks:
+    params = stmae.unstack_blocks(params, model_cfg)
+  return params, dataclasses.replace(model_cfg, remat='none',
+                                     scan_blocks=False)
 
 
 def _schedule_key(config: ml_collections.ConfigDict) -> tuple:
@@ -142,27 +157,23 @@ def make_train_step(model_cfg: stmae.STMAEConfig,
   process compile once. ``config.fast_compile`` compiles with XLA's backend
   optimisation level 0 (about 3x faster to compile on CPU, slower to run).
   """
-  if config.remat not in ('none', *_REMAT_POLICIES):
-    raise ConfigError(f"config.remat: expected 'none', 'dots' or 'full', got "
-                      f'{config.remat!r}')
   mask_ratio = float(config.mask_ratio)
   stmae.len_keep(model_cfg.num_tokens, mask_ratio)  # Fails early if invalid.
-  return _cached_train_step(model_cfg, mask_ratio, config.remat,
-                            _schedule_key(config), bool(config.fast_compile),
-                            mesh)
+  return _cached_train_step(model_cfg, mask_ratio, _schedule_key(config),
+                            bool(config.fast_compile), mesh)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_train_step(model_cfg, mask_ratio, remat, schedule_key,
-                       fast_compile, mesh):
+def _cached_train_step(model_cfg, mask_ratio, schedule_key, fast_compile,
+                       mesh):
   schedule = _schedule(schedule_key)
 
+  # Rematerialisation is per block, inside the model (model_cfg.remat):
+  # remat around the whole loss would recompute everything without lowering
+  # the peak.
   def loss_fn(params, video, noise):
     out = forward_unjitted(params, model_cfg, video, noise, mask_ratio)
     return out.loss
-
-  if remat != 'none':
-    loss_fn = jax.checkpoint(loss_fn, policy=_REMAT_POLICIES[remat])
 
   def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     key = jax.random.fold_in(state.rng, state.step)

@@ -108,7 +108,9 @@ def luma(rgb, dtype=jnp.float32):
   ffmpeg's default RGB -> YUV conversion (swscale, BT.601, limited range)
   produces, before its rounding to integers. The metric fixtures use the Y
   plane of decoded limited-range H.264 exactly as coded, which is this
-  convention; feed decoded Y planes straight in when you have them.
+  convention; feed decoded Y planes straight in when you have them. The
+  product runs at ``precision=HIGHEST`` on every backend, so Y is the same
+  on CPU, GPU and TPU (no TF32 or bf16 matmul inputs).
 
   Args:
     rgb: ``[..., 3]`` RGB in 0..255 (uint8 or float).
@@ -120,7 +122,10 @@ def luma(rgb, dtype=jnp.float32):
   if rgb.shape[-1] != 3:
     raise errors.ShapeError(f'rgb: expected last axis 3 (RGB), got shape {rgb.shape}')
   w = jnp.asarray(_LUMA_WEIGHTS, dtype)
-  return rgb.astype(dtype) @ w + _LUMA_OFFSET
+  # HIGHEST: GPU/TPU matmuls otherwise default to TF32/bf16 inputs, which
+  # would move Y (and with it PSNR-Y, SSIM-Y and ST-RRED) by up to ~0.5.
+  y = jnp.matmul(rgb.astype(dtype), w, precision=jax.lax.Precision.HIGHEST)
+  return y + _LUMA_OFFSET
 
 
 def pad_even(frames: np.ndarray, time: bool = False) -> np.ndarray:
