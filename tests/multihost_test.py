@@ -197,9 +197,14 @@ GAN_OVERRIDES = {'data.source': 'synthetic', 'total_steps': 2,
                  'fast_compile': True}
 
 
+def test_gan_smoke_step_as_two_processes(tmp_path):
+  trainer, config, multi, _ = _train_both_ways(
+      tmp_path, 'sparse_gan', 'smoke', GAN_OVERRIDES, 1e-5, 1)
+  _continue_in_one_process(trainer, config, multi, 1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name, option, overrides, atol, steps', [
-    ('sparse_gan', 'smoke', GAN_OVERRIDES, 1e-5, 1),
     ('lca_dictionary', 'smoke', {}, 1e-7, None),
     ('autoencoder', 'smoke', {}, 1e-7, None),
 ])
