@@ -15,3 +15,17 @@ def test_figure_modules_leave_pyplot_and_the_backend_alone():
                         text=True, check=False,
                         env={**os.environ, 'MPLBACKEND': 'svg'})
   assert proc.returncode == 0, proc.stderr
+
+
+def test_importing_the_checkpoint_module_leaves_orbax_alone():
+  code = ('import jax, orbax.checkpoint as ocp; '
+          'get = ocp.type_handlers.get_type_handler; '
+          'before = get(jax.Array); '
+          'import jaxvr.training.checkpoint as c; '
+          'assert get(jax.Array) is before; '
+          'c._register_array_handler(); '
+          'assert get(jax.Array) is not before')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, check=False,
+                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert proc.returncode == 0, proc.stderr

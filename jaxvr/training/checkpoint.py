@@ -23,6 +23,7 @@ changes one file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -50,8 +51,12 @@ _CONFIG_FILE = 'config.json'
 MIN_REPLICA_SLICE_BYTES = 1 << 22
 
 
+@functools.cache
 def _register_array_handler() -> None:
   """Re-registers Orbax's jax.Array handler with the slice threshold.
+
+  Called on first use (a ``Checkpointer`` or a params save), not at import:
+  importing jaxvr changes no global Orbax state.
 
   The metadata store must be passed again: it is what records typed PRNG
   keys. Orbax exposes it only under ``_src``; if that moves, keep Orbax's
@@ -71,9 +76,6 @@ def _register_array_handler() -> None:
     ocp.type_handlers.register_type_handler(jax.Array, handler, override=True)
   finally:
     absl_logger.setLevel(level)
-
-
-_register_array_handler()
 
 
 def to_json_dict(config: Any) -> dict:
@@ -135,6 +137,7 @@ class Checkpointer:
           f'max_to_keep: expected a positive integer or None, got '
           f'{max_to_keep}')
     self._directory = pathlib.Path(directory).absolute()
+    _register_array_handler()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True,
         enable_async_checkpointing=async_save)
@@ -285,6 +288,7 @@ def save_params(directory: str | os.PathLike, params: Any,
 
 
 def _save_orbax_params(path: pathlib.Path, params: Any) -> None:
+  _register_array_handler()
   checkpointer = ocp.StandardCheckpointer()
   try:
     checkpointer.save(path, params)
