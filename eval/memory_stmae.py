@@ -33,8 +33,8 @@ from absl import app, flags
 
 from eval import run_or_exit
 from jaxvr import errors, files, stmae
+from jaxvr import sharding as shard_lib
 from jaxvr.configs import stmae as stmae_configs
-from jaxvr.training import sharding as shard_lib
 from jaxvr.training import stmae as trainer
 
 FLAGS = flags.FLAGS

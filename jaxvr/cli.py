@@ -231,7 +231,7 @@ def cmd_carv(args) -> int:
       estimator=args.estimator, invert=args.invert,
       key=jax.random.key(args.seed), start=args.start, max_frames=args.frames,
       crf=args.crf)
-  from jaxvr.training.sharding import is_main_process
+  from jaxvr.sharding import is_main_process
   if is_main_process():  # The one process that wrote them.
     for name, path in paths.items():
       print(f'{name}: {path}')
@@ -267,9 +267,8 @@ def cmd_sparsegan(args) -> int:
 
 def cmd_convert_stmae(args) -> int:
   """Official PyTorch ST-MAE weights -> an orbax params folder."""
-  from jaxvr import stmae
+  from jaxvr import checkpoint, stmae
   from jaxvr.stmae.convert import config_dict
-  from jaxvr.training import checkpoint
 
   _check_output(args.out_dir, folder=True)
   if args.config:
@@ -495,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     # JAXVR_DISTRIBUTED=1: one process of a multi-process run (see README).
-    from jaxvr.training import sharding
+    from jaxvr import sharding
     sharding.maybe_initialize_distributed()
     return args.func(args)
   except errors.JaxvrError as err:

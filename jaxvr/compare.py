@@ -389,7 +389,7 @@ def run(clips, out_dir, *, shard: tuple[int, int] | None = None,
   Returns:
     The rows of every clip, or None on a process that ran only a shard.
   """
-  from jaxvr.training import sharding
+  from jaxvr import sharding
 
   merge_kw = {k: kwargs[k] for k in ('reducer_names', 'spec', 'metric_names')
               if k in kwargs}

@@ -9,8 +9,8 @@ import jaxvr.stmae as stmae
 from jaxvr import carv, codecs
 from jaxvr.assets import sample_clip_path
 from jaxvr.carv import figures, pipeline
+from jaxvr.checkpoint import save_params
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
-from jaxvr.training.checkpoint import save_params
 from jaxvr.video import io as video_io
 from jaxvr.video import transforms
 from jaxvr.video.tubes import chunk_bounds

@@ -8,7 +8,7 @@ import pytest
 import jaxvr.stmae as stmae
 from jaxvr import carv
 from jaxvr.errors import ConfigError, ShapeError
-from jaxvr.training.sharding import make_mesh
+from jaxvr.sharding import make_mesh
 
 N_SAMPLES = 24
 RATIO = 0.75

@@ -21,10 +21,25 @@ def test_importing_the_checkpoint_module_leaves_orbax_alone():
   code = ('import jax, orbax.checkpoint as ocp; '
           'get = ocp.type_handlers.get_type_handler; '
           'before = get(jax.Array); '
-          'import jaxvr.training.checkpoint as c; '
+          'import jaxvr.checkpoint as c; '
           'assert get(jax.Array) is before; '
           'c._register_array_handler(); '
           'assert get(jax.Array) is not before')
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, check=False,
+                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert proc.returncode == 0, proc.stderr
+
+
+def test_methods_import_without_training_or_orbax():
+  code = ('import sys; '
+          'import jaxvr.carv, jaxvr.carv.pipeline, jaxvr.sparsegan, '
+          'jaxvr.sparsegan.inference, jaxvr.reducers, jaxvr.lca, jaxvr.stmae; '
+          "loaded = [m for m in ('orbax.checkpoint', 'jaxvr.training') "
+          'if m in sys.modules]; '
+          'assert not loaded, loaded; '
+          'import jaxvr.training.sharding as old, jaxvr.sharding as new; '
+          'assert old is new')
   proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
                         text=True, check=False,
                         env={**os.environ, 'JAX_PLATFORMS': 'cpu'})

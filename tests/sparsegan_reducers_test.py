@@ -4,13 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvr import reducers
+from jaxvr import checkpoint, reducers
 from jaxvr.configs import sparse_gan as configs
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError
 from jaxvr.sparsegan import inference, normconv
 from jaxvr.sparsegan import payload as payload_lib
 from jaxvr.sparsegan import train_step as ts
-from jaxvr.training import checkpoint
 from jaxvr.training import sparse_gan as trainer
 
 S, T = 16, 4   # the smoke model's tile and window

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxvr import sharding
 from jaxvr.configs.sparse_gan import get_config
 from jaxvr.errors import ConfigError, ShapeError
 from jaxvr.sparsegan import train_step as ts
-from jaxvr.training import sharding
 
 SMOKE_STEPS = 30
 

@@ -210,8 +210,7 @@ def test_convert_stmae_command(tmp_path, small, capsys):
   torch = pytest.importorskip('torch')
   import dataclasses
 
-  from jaxvr import cli
-  from jaxvr.training import checkpoint
+  from jaxvr import checkpoint, cli
 
   config, sd = small
   pth = tmp_path / 'mae.pth'

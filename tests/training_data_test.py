@@ -8,9 +8,9 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jaxvr import sharding
 from jaxvr.errors import ConfigError, ShapeError, SizeError, VideoError
 from jaxvr.training import data as data_lib
-from jaxvr.training import sharding
 from jaxvr.video import io as video_io
 
 T, SIZE = 4, (8, 8)

@@ -15,7 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import train
-from jaxvr.training import sharding
+from jaxvr import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder.', required=True)
 _EXPORT = flags.DEFINE_string('export', None, 'Also write the kernels to this .npz.')

@@ -20,7 +20,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import train
-from jaxvr.training import sharding
+from jaxvr import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder (checkpoints, '
                                'metrics.jsonl, density.jsonl, config.json).',

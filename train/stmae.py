@@ -21,13 +21,13 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import train
-from jaxvr.training import sharding
+from jaxvr import sharding
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder (checkpoints, '
                                'metrics.jsonl, config.json).', required=True)
 _EXPORT = flags.DEFINE_string(
     'export', None, 'If set, also write the final parameters and the model '
-    'config here (jaxvr.training.checkpoint.load_params reads them).')
+    'config here (jaxvr.checkpoint.load_params reads them).')
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Trainer config file, e.g. jaxvr/configs/stmae.py:smoke.',
     lock_config=True)

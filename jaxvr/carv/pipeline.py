@@ -42,8 +42,8 @@ from jaxvr import files
 from jaxvr.carv import baselines, schedule
 from jaxvr.carv.significance import ESTIMATORS, estimate_significance
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
+from jaxvr.sharding import is_main_process
 from jaxvr.stmae.model import STMAEConfig
-from jaxvr.training.sharding import is_main_process
 from jaxvr.video import transforms
 from jaxvr.video.tubes import chunk_bounds
 
@@ -336,7 +336,7 @@ def reduce(video: np.ndarray, method: str, budget: int, *, params=None,
 
 @functools.lru_cache(maxsize=2)
 def _load_model(directory: str) -> tuple[object, STMAEConfig]:
-  from jaxvr.training.checkpoint import load_params
+  from jaxvr.checkpoint import load_params
   path = pathlib.Path(directory)
   if not (path / 'params').is_dir():
     raise CheckpointError(

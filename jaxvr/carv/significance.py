@@ -21,7 +21,7 @@ The per-video work (patch embedding and loss target) is done once; the masks
 run in batches of ``batch_size`` (a ``lax.scan`` over batches inside one jit,
 so memory does not grow with ``n_samples``), each batch split over every
 device on the ``data`` mesh axis; in a multi-process run (see
-``jaxvr.training.sharding.maybe_initialize_distributed``) that is every
+``jaxvr.sharding.maybe_initialize_distributed``) that is every
 device of every process, and every process receives the whole map. Sample
 ``i`` uses the noise drawn from ``fold_in(key, i)``, so the map depends on
 the key only, not on the batch size, the device count or the process count
@@ -41,10 +41,10 @@ from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxvr.errors import ConfigError, ShapeError
+from jaxvr.sharding import make_mesh, put_global
 from jaxvr.stmae import masking
 from jaxvr.stmae.forward import Tokens, _from_tokens, encode_tokens
 from jaxvr.stmae.model import STMAEConfig
-from jaxvr.training.sharding import make_mesh, put_global
 
 ESTIMATORS = ('visible', 'masked')
 # Masks per device and batch when not given. On CPU small batches win: the

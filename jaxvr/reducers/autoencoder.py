@@ -10,8 +10,8 @@ from jaxvr.reducers.base import Payload, Reducer, register
 
 def default_weights():
   """``(params, AEConfig)`` of the bundled autoencoder (jaxvr/assets/autoencoder)."""
+  from jaxvr import checkpoint
   from jaxvr.assets import ASSETS
-  from jaxvr.training import checkpoint
 
   path = ASSETS / 'autoencoder'
   if not path.is_dir():
@@ -34,7 +34,7 @@ class AutoencoderReducer(Reducer):
       if self._weights_dir is None:
         self._loaded = default_weights()
       else:
-        from jaxvr.training import checkpoint
+        from jaxvr import checkpoint
         params, config = checkpoint.load_params(self._weights_dir)
         self._loaded = (params, autoencoder.AEConfig(**config))
     return self._loaded

@@ -140,7 +140,7 @@ def load(directory: str | os.PathLike | None = None) -> SparseGan:
   Raises:
     CheckpointError: if the folder is missing or holds no parameters.
   """
-  from jaxvr.training import checkpoint
+  from jaxvr import checkpoint
   path = pathlib.Path(directory) if directory else default_weights_dir()
   if not path.is_dir():
     raise errors.CheckpointError(

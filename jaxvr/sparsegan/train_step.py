@@ -28,6 +28,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from jaxvr import sharding as shard_lib
 from jaxvr.errors import ConfigError, ShapeError
 from jaxvr.sparsegan import losses
 from jaxvr.sparsegan.binarize import random_mask, straight_through_round
@@ -36,7 +37,6 @@ from jaxvr.sparsegan.networks import (
   InpaintingGenerator,
   MaskGenerator,
 )
-from jaxvr.training import sharding as shard_lib
 
 HOLE_NOISE_STD = 0.1   # WGAIN: z ~ N(0, 0.1^2) on the holes
 
@@ -344,7 +344,7 @@ def make_train_step(config: ml_collections.ConfigDict,
 
   Args:
     config: trainer config.
-    mesh: data-parallel mesh (``jaxvr.training.sharding.make_mesh``); None =
+    mesh: data-parallel mesh (``jaxvr.sharding.make_mesh``); None =
       no sharding annotations.
       With a mesh, B must be divisible by the mesh size.
     models: modules (built from the config if None).

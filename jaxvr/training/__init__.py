@@ -1,17 +1,28 @@
-"""Shared training infrastructure: mesh, checkpoints, data, the loop.
+"""Shared training infrastructure: data, the loop and the trainers.
 
-- ``sharding``: the data-parallel mesh, replicated and batch shardings,
-  multi-process start-up and placement.
-- ``checkpoint``: Orbax checkpoints of state, data position and config.
+The mesh and shardings (:mod:`jaxvr.sharding`) and Orbax checkpoints and
+parameter exports (:mod:`jaxvr.checkpoint`) live outside this package, so
+methods use them without importing the trainers; ``jaxvr.training.sharding``
+and ``jaxvr.training.checkpoint`` are the same modules under their old names.
+
 - ``data``: restorable clip iterators (video folders, synthetic clips).
 - ``loop``: the training loop (logging, NaN guard, preemption-safe saves).
 """
 
-from jaxvr.training.checkpoint import (
+from jaxvr.checkpoint import (
   Checkpointer,
   Restored,
   load_params,
   save_params,
+)
+from jaxvr.sharding import (
+  abstract_with_sharding,
+  batch_sharding,
+  make_mesh,
+  maybe_initialize_distributed,
+  put_global,
+  replicated,
+  shard_batch,
 )
 from jaxvr.training.data import IndexedClips, SyntheticClips, VideoClips
 from jaxvr.training.loop import (
@@ -20,15 +31,6 @@ from jaxvr.training.loop import (
   read_metrics,
   restore_or_init,
   train_loop,
-)
-from jaxvr.training.sharding import (
-  abstract_with_sharding,
-  batch_sharding,
-  make_mesh,
-  maybe_initialize_distributed,
-  put_global,
-  replicated,
-  shard_batch,
 )
 
 __all__ = [

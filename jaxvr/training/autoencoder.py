@@ -19,10 +19,10 @@ import optax
 from flax.training import train_state
 
 from jaxvr import autoencoder
+from jaxvr import sharding as shard_lib
 from jaxvr.errors import ConfigError
 from jaxvr.training import data as data_lib
 from jaxvr.training import loop
-from jaxvr.training import sharding as shard_lib
 
 
 class TrainState(train_state.TrainState):

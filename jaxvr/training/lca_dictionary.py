@@ -40,6 +40,7 @@ import numpy as np
 from flax import struct
 
 from jaxvr import files
+from jaxvr import sharding as shard_lib
 from jaxvr.errors import ConfigError
 from jaxvr.lca import dictionary as dict_lib
 from jaxvr.lca import operators as ops
@@ -47,7 +48,6 @@ from jaxvr.lca.fista import fista
 from jaxvr.lca.infer import infer
 from jaxvr.training import data as data_lib
 from jaxvr.training import loop
-from jaxvr.training import sharding as shard_lib
 
 STD_FLOOR = 1.0  # in 0..255 pixel units, as in the codec's restoration
 

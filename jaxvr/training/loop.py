@@ -60,10 +60,10 @@ import jax
 import numpy as np
 import tqdm
 
+from jaxvr import checkpoint as ckpt_lib
 from jaxvr import files
+from jaxvr import sharding as shard_lib
 from jaxvr.errors import ConfigError, TrainingDivergedError
-from jaxvr.training import checkpoint as ckpt_lib
-from jaxvr.training import sharding as shard_lib
 from jaxvr.training import writers as writers_lib
 
 METRICS_FILE = 'metrics.jsonl'

@@ -12,7 +12,7 @@ short side shrunk to the frame size, then each sample takes a random start
 frame, the centred largest square and a random horizontal flip (the spec's
 "centre-crop 240x240, resize to 128" for 320x240 UCF-101 videos).
 
-Data parallel over the devices of a ``jaxvr.training.sharding`` mesh; the
+Data parallel over the devices of a ``jaxvr.sharding`` mesh; the
 state is replicated and donated, the batch sharded. Checkpoints, JSONL logs
 (achieved density, PSNR and losses per logged window), the NaN guard, SIGTERM
 saves and exact resume come from :mod:`jaxvr.training.loop`; in addition
@@ -34,11 +34,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxvr import sharding as shard_lib
 from jaxvr.errors import ConfigError
 from jaxvr.sparsegan import train_step as ts
 from jaxvr.training import data as data_lib
 from jaxvr.training import loop, writers
-from jaxvr.training import sharding as shard_lib
 
 DENSITY_FILE = 'density.jsonl'
 
@@ -271,8 +271,8 @@ def with_init_weights(state: ts.GanState,
   Raises:
     CheckpointError: if the saved parameters do not fit this model.
   """
+  from jaxvr import checkpoint
   from jaxvr.errors import CheckpointError
-  from jaxvr.training import checkpoint
 
   folder = config.get('init_weights')
   if not folder:
@@ -355,7 +355,7 @@ def export_params(directory: str | os.PathLike, result: loop.LoopResult,
   Returns:
     The folder (absolute).
   """
-  from jaxvr.training import checkpoint
+  from jaxvr import checkpoint
   params = jax.device_get(result.state.gen.params)
   params = jax.tree.map(np.asarray, params)
   return checkpoint.save_params(directory, params, trainer_config(config))

@@ -27,12 +27,12 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from jaxvr import sharding as shard_lib
 from jaxvr import stmae
 from jaxvr.errors import ConfigError
 from jaxvr.stmae.forward import forward_unjitted
 from jaxvr.training import data as data_lib
 from jaxvr.training import loop
-from jaxvr.training import sharding as shard_lib
 from jaxvr.video import transforms
 
 
