@@ -1,8 +1,15 @@
-"""Importing figure modules has no global side effects."""
+"""Imports have no global side effects and pull in only what they need."""
 
 import os
 import subprocess
 import sys
+
+
+def _assert_runs(code: str, **env) -> None:
+  """Runs ``code`` in a fresh interpreter; fails with its stderr."""
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                        text=True, check=False, env={**os.environ, **env})
+  assert proc.returncode == 0, proc.stderr
 
 
 def test_figure_modules_leave_pyplot_and_the_backend_alone():
@@ -11,10 +18,7 @@ def test_figure_modules_leave_pyplot_and_the_backend_alone():
           'jaxvr.training.curves; '
           "assert 'matplotlib.pyplot' not in sys.modules; "
           'assert matplotlib.get_backend() == before')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                        text=True, check=False,
-                        env={**os.environ, 'MPLBACKEND': 'svg'})
-  assert proc.returncode == 0, proc.stderr
+  _assert_runs(code, MPLBACKEND='svg')
 
 
 def test_importing_the_checkpoint_module_leaves_orbax_alone():
@@ -25,10 +29,7 @@ def test_importing_the_checkpoint_module_leaves_orbax_alone():
           'assert get(jax.Array) is before; '
           'c._register_array_handler(); '
           'assert get(jax.Array) is not before')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                        text=True, check=False,
-                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
-  assert proc.returncode == 0, proc.stderr
+  _assert_runs(code, JAX_PLATFORMS='cpu')
 
 
 def test_methods_import_without_training_or_orbax():
@@ -40,7 +41,4 @@ def test_methods_import_without_training_or_orbax():
           'assert not loaded, loaded; '
           'import jaxvr.training.sharding as old, jaxvr.sharding as new; '
           'assert old is new')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                        text=True, check=False,
-                        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
-  assert proc.returncode == 0, proc.stderr
+  _assert_runs(code, JAX_PLATFORMS='cpu')
