@@ -72,7 +72,8 @@ def rd_curves(rows: list[dict], metric: str, title: str = '') -> bytes:
   if title:
     ax.set_title(title)
   ax.grid(True, which='both', alpha=0.3)
-  ax.legend(fontsize=6, ncol=2, loc='best', framealpha=0.7)
+  if groups:  # a metric no row has (e.g. VMAF off) leaves an empty panel
+    ax.legend(fontsize=6, ncol=2, loc='best', framealpha=0.7)
   return _png(fig)
 
 
