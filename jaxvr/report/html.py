@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 
 from jaxvr import codecs, files
+from jaxvr.compare import saved_output
 from jaxvr.report import plots, rates, tables
 from jaxvr.video.transforms import pad_even
 
@@ -126,8 +127,7 @@ def _clip_section(out_dir: pathlib.Path, clip: str, rows: list[dict],
   folder = out_dir / 'outputs' / clip
   if not (folder / 'original.npz').exists():
     return ''
-  with np.load(folder / 'original.npz') as z:
-    original = z['video']
+  original, _ = saved_output(out_dir, clip, 'original')
   names = [r['reducer'] for r in rows if r['clip'] == clip
            and (folder / f'{r["reducer"]}.npz').exists()]
   shown = _showcase(names)
@@ -139,9 +139,7 @@ def _clip_section(out_dir: pathlib.Path, clip: str, rows: list[dict],
   extras_html = []
   videos = []
   for name in shown:
-    with np.load(folder / f'{name}.npz') as z:
-      decoded = z['video']
-      extras = {k: z[k] for k in z.files if k != 'video'}
+    decoded, extras = saved_output(out_dir, clip, name)
     grid_rows[name] = decoded
     grid_rows[f'|{name} - orig| x4'] = plots.difference(decoded, original)
     for key, value in extras.items():
