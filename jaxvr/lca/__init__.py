@@ -6,6 +6,8 @@ Public entry points:
   ``lax.scan`` (Euler or exponential integrator; soft, non-negative or hard
   thresholds; optional in-painting mask; warm start; energy trace).
 * :func:`fista` / :func:`fista_solve`: restarted FISTA for the same objective.
+* :func:`admm` / :func:`admm_solve`: ADMM with a frequency-domain solve for
+  stride-1 dictionaries without a mask (fewest iterations to a given gap).
 * :func:`objective`: ``1/2 sum(M (x - Phi a)^2) + lam sum(|a|)``.
 * :mod:`jaxvr.lca.dictionary`: Hebbian dictionary learning (PetaVision rule).
 * :mod:`jaxvr.lca.operators`: synthesis ``Phi a``, analysis ``Phi^T r`` and
@@ -13,12 +15,13 @@ Public entry points:
 """
 
 from jaxvr.lca import dictionary
+from jaxvr.lca.admm import AdmmResult, admm, admm_solve
 from jaxvr.lca.fista import FistaResult, fista, fista_solve
 from jaxvr.lca.infer import LcaResult, infer, lca, objective, transfer
 from jaxvr.lca.operators import analysis, code_shape, lipschitz, synthesis
 
 __all__ = [
-    'FistaResult', 'LcaResult', 'analysis', 'code_shape', 'dictionary', 'fista',
+    'AdmmResult', 'FistaResult', 'admm', 'admm_solve', 'LcaResult', 'analysis', 'code_shape', 'dictionary', 'fista',
     'fista_solve', 'infer', 'lca', 'lipschitz', 'objective', 'synthesis',
     'transfer',
 ]
