@@ -39,7 +39,8 @@ from absl import app, flags
 from eval import run_or_exit
 from jaxvr import errors, files
 from jaxvr.configs.sparse_gan import get_config
-from jaxvr.sparsegan import train_step as ts
+from jaxvr.sparsegan.models import build_models
+from jaxvr.training import sparse_gan_step as ts
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('batches', ['2', '4'], 'Two batch sizes (clips) to compile.')
@@ -78,7 +79,7 @@ def step_memory(batch: int, frame_chunk: int, remat: bool) -> dict:
   cfg.data.num_frames = FLAGS.frames
   if FLAGS.size < 125:
     cfg.model.spatial_padding = 'SAME'
-  models = ts.build_models(cfg)
+  models = build_models(cfg)
   state = jax.eval_shape(
       lambda k: ts.init_state(cfg, k, models), jax.random.key(0))
   batch_spec = jax.ShapeDtypeStruct(

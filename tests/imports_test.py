@@ -42,3 +42,15 @@ def test_methods_import_without_training_or_orbax():
           'import jaxvr.training.sharding as old, jaxvr.sharding as new; '
           'assert old is new')
   _assert_runs(code, JAX_PLATFORMS='cpu')
+
+
+def test_sparse_gan_inference_leaves_the_training_step_alone():
+  step = 'jaxvr.training.sparse_gan_step'
+  code = ('import sys; '
+          'import jaxvr.sparsegan, jaxvr.sparsegan.inference; '
+          f"loaded = [m for m in ('optax', 'jaxvr.training', {step!r}) "
+          'if m in sys.modules]; '
+          'assert not loaded, loaded; '
+          'import jaxvr.training.sparse_gan; '
+          f'assert {step!r} in sys.modules')
+  _assert_runs(code, JAX_PLATFORMS='cpu')

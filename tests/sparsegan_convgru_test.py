@@ -7,7 +7,7 @@ import pytest
 
 from jaxvr.errors import ShapeError
 from jaxvr.sparsegan import ConvGRUCell, conv_gru
-from jaxvr.sparsegan.train_step import fast_compile_options
+from jaxvr.training.sparse_gan_step import fast_compile_options
 
 F = 4
 SHAPE = (2, 5, 6, 6, 3)   # [B, T, h, w, C]

@@ -18,7 +18,7 @@ from jaxvr.sparsegan import (
   losses,
 )
 from jaxvr.sparsegan.networks import max_pool2, upsample2
-from jaxvr.sparsegan.train_step import fast_compile_options
+from jaxvr.training.sparse_gan_step import fast_compile_options
 
 CLIP = (2, 3, 16, 16, 3)
 
@@ -129,7 +129,7 @@ def test_frame_chunks_give_the_same_function(inpaint):
 def test_bundled_weights_fit_chunked_models():
   """Frame chunking leaves the parameter tree of the bundled weights as is."""
   from jaxvr.sparsegan import inference
-  from jaxvr.sparsegan.train_step import build_models
+  from jaxvr.sparsegan.models import build_models
   weights = inference.load()
   config = weights.config.copy_and_resolve_references()
   config.model.frame_chunk = 1

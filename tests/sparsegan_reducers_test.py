@@ -9,8 +9,8 @@ from jaxvr.configs import sparse_gan as configs
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError
 from jaxvr.sparsegan import inference, normconv
 from jaxvr.sparsegan import payload as payload_lib
-from jaxvr.sparsegan import train_step as ts
 from jaxvr.training import sparse_gan as trainer
+from jaxvr.training import sparse_gan_step as ts
 
 S, T = 16, 4   # the smoke model's tile and window
 

@@ -8,7 +8,8 @@ import pytest
 from jaxvr import sharding
 from jaxvr.configs.sparse_gan import get_config
 from jaxvr.errors import ConfigError, ShapeError
-from jaxvr.sparsegan import train_step as ts
+from jaxvr.sparsegan.models import build_models
+from jaxvr.training import sparse_gan_step as ts
 
 SMOKE_STEPS = 30
 
@@ -27,7 +28,7 @@ def synthetic_clips(key, n, t, size):
 def smoke():
   cfg = get_config('smoke')
   mesh = sharding.make_mesh(8)
-  models = ts.build_models(cfg)
+  models = build_models(cfg)
   init = ts.make_init(cfg, mesh, models)
   step = ts.make_train_step(cfg, mesh, models)
   d = cfg.data
@@ -119,7 +120,7 @@ def _one_device_run(arg, steps, remat=False, seed=0, lambda_adv=None):
   if lambda_adv is not None:
     cfg.loss.lambda_adv = lambda_adv
   cfg.data.batch_size = 2
-  models = ts.build_models(cfg)
+  models = build_models(cfg)
   state = ts.make_init(cfg, None, models)(jax.random.key(seed))
   step = ts.make_train_step(cfg, None, models, donate=False)
   d = cfg.data
@@ -192,7 +193,7 @@ def test_reconstruction_only_recipe_leaves_the_critics_alone():
   """lambda_adv = 0 skips the critics; the generator still learns."""
   cfg, _, _, _, state, hist = _one_device_run('smoke,random5', 3,
                                               lambda_adv=0.0)
-  init = ts.make_init(cfg, None, ts.build_models(cfg))(jax.random.key(0))
+  init = ts.make_init(cfg, None, build_models(cfg))(jax.random.key(0))
   for a, b in zip(jax.tree.leaves(init.critic.params),
                   jax.tree.leaves(state.critic.params), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -40,8 +40,8 @@ import numpy as np
 from jaxvr import errors
 from jaxvr.sparsegan import normconv
 from jaxvr.sparsegan import payload as payload_lib
-from jaxvr.sparsegan import train_step as ts
 from jaxvr.sparsegan.binarize import random_mask, straight_through_round
+from jaxvr.sparsegan.models import HOLE_NOISE_STD, Models, build_models
 
 DEFAULT_WEIGHTS = 'sparsegan_small'
 # Bundled No-Mask-Gen inpainting generators, by random-mask density.
@@ -76,7 +76,7 @@ class SparseGan:
   """
   params: Any
   config: ml_collections.ConfigDict
-  models: ts.Models
+  models: Models
 
   @property
   def frame_size(self) -> int:
@@ -121,7 +121,7 @@ def _mask_fn(mask_gen):
 @functools.lru_cache(maxsize=8)
 def _frame_fn(frame_gen):
   def fn(params, known, mask, base, key):
-    z = ts.HOLE_NOISE_STD * jax.random.normal(key, known.shape, jnp.float32)
+    z = HOLE_NOISE_STD * jax.random.normal(key, known.shape, jnp.float32)
     _, decoded = frame_gen.apply({'params': params}, known, mask, z,
                                  base if frame_gen.residual else None)
     return decoded
@@ -152,7 +152,7 @@ def load(directory: str | os.PathLike | None = None) -> SparseGan:
         f'sparse GAN weights {path}: expected frame-generator parameters and '
         f'a trainer config with model and data sections')
   config = ml_collections.ConfigDict(cfg)
-  return SparseGan(params, config, ts.build_models(config))
+  return SparseGan(params, config, build_models(config))
 
 
 @functools.lru_cache(maxsize=2)

@@ -5,7 +5,7 @@ Lossy Video Compression" (after Peter's MG+WGAN and Vasata et al.'s WGAIN).
 The full model (learned masks) and the "No Mask Gen" 5 % / 10 % baselines
 (exact-count random masks) come from the same entry point; the config lives
 in ``jaxvr/configs/sparse_gan.py`` and the jitted step in
-:mod:`jaxvr.sparsegan.train_step`.
+:mod:`jaxvr.training.sparse_gan_step`.
 
 Clips come from a folder of videos: every video is decoded once with its
 short side shrunk to the frame size, then each sample takes a random start
@@ -36,9 +36,10 @@ import numpy as np
 
 from jaxvr import sharding as shard_lib
 from jaxvr.errors import ConfigError
-from jaxvr.sparsegan import train_step as ts
+from jaxvr.sparsegan import models as models_lib
 from jaxvr.training import data as data_lib
 from jaxvr.training import loop, writers
+from jaxvr.training import sparse_gan_step as ts
 
 DENSITY_FILE = 'density.jsonl'
 
@@ -195,13 +196,13 @@ def _compiled(key: str, mesh):
   """
   config = ml_collections.ConfigDict(json.loads(key))
   config.data = ml_collections.ConfigDict({'frame_size': config.frame_size})
-  models = ts.build_models(config)
+  models = models_lib.build_models(config)
   opts = ts.fast_compile_options() if config.fast_compile else None
   return (models, ts.make_init(config, mesh, models),
           ts.make_train_step(config, mesh, models, compiler_options=opts))
 
 
-def make_evaluate(config: ml_collections.ConfigDict, models: ts.Models):
+def make_evaluate(config: ml_collections.ConfigDict, models: models_lib.Models):
   """Validation exactly as the product decodes: PSNR on validation clips.
 
   Clips of ``data.val_frames`` frames at ``data.val_size`` px (one per video

@@ -14,7 +14,8 @@ back through it; the result equals regenerating.
 
 Data parallel: parameters, optimiser state and key replicated, the batch
 sharded over the ``data`` axis of a mesh; XLA inserts the gradient
-all-reduce. The state is donated.
+all-reduce. The state is donated. The modules themselves come from
+:mod:`jaxvr.sparsegan.models`, shared with inference.
 """
 
 import functools
@@ -29,16 +30,10 @@ import optax
 from flax.training import train_state
 
 from jaxvr import sharding as shard_lib
-from jaxvr.errors import ConfigError, ShapeError
+from jaxvr.errors import ShapeError
 from jaxvr.sparsegan import losses
 from jaxvr.sparsegan.binarize import random_mask, straight_through_round
-from jaxvr.sparsegan.networks import (
-  Critics,
-  InpaintingGenerator,
-  MaskGenerator,
-)
-
-HOLE_NOISE_STD = 0.1   # WGAIN: z ~ N(0, 0.1^2) on the holes
+from jaxvr.sparsegan.models import HOLE_NOISE_STD, Models, build_models
 
 
 class CriticState(train_state.TrainState):
@@ -61,41 +56,6 @@ class GanState:
   rng: jax.Array
   gen: train_state.TrainState
   critic: CriticState
-
-
-@flax.struct.dataclass
-class Models:
-  """The Flax modules of one configuration (static, hashable)."""
-  mask: MaskGenerator | None = flax.struct.field(pytree_node=False)
-  frame: InpaintingGenerator = flax.struct.field(pytree_node=False)
-  critics: Critics = flax.struct.field(pytree_node=False)
-
-
-def _dtype(name):
-  return None if name in (None, '', 'float32') else jnp.dtype(name)
-
-
-def build_models(config: ml_collections.ConfigDict) -> Models:
-  """Builds the modules from ``config.model``."""
-  m = config.model
-  if m.mask_mode not in ('learned', 'random'):
-    raise ConfigError(f"model.mask_mode must be 'learned' or 'random', got "
-                      f'{m.mask_mode!r}')
-  # Weights exported before frame chunking existed have no such field.
-  frame_chunk = m.get('frame_chunk', 0)
-  if not isinstance(frame_chunk, int) or frame_chunk < 0:
-    raise ConfigError(f'model.frame_chunk must be an int >= 0 (0 = all '
-                      f'frames at once), got {frame_chunk!r}')
-  kw = dict(width_mult=m.width_mult, gru_half=m.gru_half,
-            orthogonal_recurrent=m.orthogonal_recurrent, remat=m.remat,
-            dtype=_dtype(m.dtype), frame_chunk=frame_chunk)
-  return Models(
-      mask=(MaskGenerator(**kw, prior_density=(
-          float(m.density) if m.get('mask_prior', False) else None))
-            if m.mask_mode == 'learned' else None),
-      frame=InpaintingGenerator(**kw, residual=bool(m.get('residual', False))),
-      critics=Critics(m.critic_width_mult, m.spatial_padding, m.frame_diffs,
-                      _dtype(m.dtype)))
 
 
 def _generator_tx(config, labels):
