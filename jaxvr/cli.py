@@ -191,8 +191,7 @@ def cmd_demo(args) -> int:
 
 def cmd_sparse_mp4(args) -> int:
   """Sparse MP4 encode (decimate + lossless stream) or decode (restore)."""
-  from jaxvr import files, video
-  from jaxvr.lca import sparse_mp4
+  from jaxvr import files, sparse_mp4, video
   from jaxvr.reducers import sparse_mp4 as reducer
 
   _check_output(args.output)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxvr import cli
-from jaxvr.lca import sparse_mp4
+from jaxvr.sparse_mp4 import stream as smp4_stream
 from jaxvr.sparsegan import payload as sparse_pixels
 from jaxvr.video import io as video_io
 
@@ -33,9 +33,9 @@ def inputs(tmp_path_factory) -> pathlib.Path:
   video_io.write_video(folder / 'clip.mp4', video, lossless=True)
   for name in ('100%done.mp4', "take:2 'final'.mp4"):
     shutil.copy(folder / 'clip.mp4', folder / name)
-  smp4 = sparse_mp4.encode(video, codec='libx264rgb').to_bytes()
+  smp4 = smp4_stream.encode(video, codec='libx264rgb').to_bytes()
   spx = sparse_pixels.encode(video, rng.random(video.shape[:3]) < 0.1).to_bytes()
-  for suffix, valid, layout, height in (('smp4', smp4, sparse_mp4._HEADER, 3),
+  for suffix, valid, layout, height in (('smp4', smp4, smp4_stream._HEADER, 3),
                                         ('spx', spx, sparse_pixels._HEADER, 3)):
     (folder / f'valid.{suffix}').write_bytes(valid)
     (folder / f'truncated.{suffix}').write_bytes(valid[:len(valid) // 2])
@@ -179,7 +179,7 @@ def test_awkward_names_are_files_not_patterns(inputs, tmp_path, monkeypatch,
   for name in ('100%done.mp4', "take:2 'final'.mp4"):
     out = tmp_path / f'{name}.smp4'
     assert cli.main(['sparse-mp4', 'encode', name, str(out)]) == 0
-    assert sparse_mp4.SparseMP4Payload.from_bytes(out.read_bytes()).n_frames == 4
+    assert smp4_stream.SparseMP4Payload.from_bytes(out.read_bytes()).n_frames == 4
   assert '4 frames 16x16' in capsys.readouterr().out
 
 

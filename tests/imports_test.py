@@ -54,3 +54,12 @@ def test_sparse_gan_inference_leaves_the_training_step_alone():
           'import jaxvr.training.sparse_gan; '
           f'assert {step!r} in sys.modules')
   _assert_runs(code, JAX_PLATFORMS='cpu')
+
+
+def test_the_solvers_import_without_sparse_mp4():
+  code = ('import sys; '
+          'import jaxvr.lca, jaxvr.lca.figures; '
+          "assert 'jaxvr.sparse_mp4' not in sys.modules; "
+          'import jaxvr.sparse_mp4; '
+          "assert 'jaxvr.lca.infer' in sys.modules")
+  _assert_runs(code, JAX_PLATFORMS='cpu')

@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxvr import sparse_mp4
 from jaxvr.configs import lca_dictionary as cfg_lib
 from jaxvr.errors import ConfigError, ShapeError
-from jaxvr.lca import figures, sparse_mp4
+from jaxvr.lca import figures
 from jaxvr.training import lca_dictionary as trainer
 from jaxvr.training import loop, writers
 

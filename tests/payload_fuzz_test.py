@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxvr import errors
-from jaxvr.lca import sparse_mp4
+from jaxvr.sparse_mp4 import stream as smp4_stream
 from jaxvr.sparsegan import payload as sparse_pixels
 
 #: Peak Python/numpy allocation allowed for decoding a tiny payload.
@@ -121,11 +121,11 @@ def smp4_video():
 
 @pytest.fixture(scope='module')
 def smp4_valid(smp4_video) -> bytes:
-  return sparse_mp4.encode(smp4_video, fps=24.0, codec='libx264rgb').to_bytes()
+  return smp4_stream.encode(smp4_video, fps=24.0, codec='libx264rgb').to_bytes()
 
 
 def _smp4_observe(data: bytes):
-  return sparse_mp4.decode_observed(sparse_mp4.SparseMP4Payload.from_bytes(data))
+  return smp4_stream.decode_observed(smp4_stream.SparseMP4Payload.from_bytes(data))
 
 
 def test_smp4_valid_payload_decodes(smp4_valid, smp4_video):
@@ -135,14 +135,14 @@ def test_smp4_valid_payload_decodes(smp4_valid, smp4_video):
 
 @pytest.mark.parametrize('run', RUNS)
 def test_smp4_header_parse(run, smp4_valid):
-  fuzz(run, sparse_mp4.SparseMP4Payload.from_bytes, smp4_valid,
-       sparse_mp4._HEADER, quick=120, thorough=5000, deadline_ms=500,
-       expect=sparse_mp4.SparseMP4Payload)
+  fuzz(run, smp4_stream.SparseMP4Payload.from_bytes, smp4_valid,
+       smp4_stream._HEADER, quick=120, thorough=5000, deadline_ms=500,
+       expect=smp4_stream.SparseMP4Payload)
 
 
 @pytest.mark.parametrize('run', RUNS)
 def test_smp4_stream_decode(run, smp4_valid):
-  fuzz(run, _smp4_observe, smp4_valid, sparse_mp4._HEADER,
+  fuzz(run, _smp4_observe, smp4_valid, smp4_stream._HEADER,
        quick=12, thorough=400, deadline_ms=5000)
 
 
@@ -157,15 +157,15 @@ def test_smp4_stream_decode(run, smp4_valid):
     (1, 2, 'version'),
 ])
 def test_smp4_header_messages(smp4_valid, field, value, words):
-  fields = list(sparse_mp4._HEADER.unpack_from(smp4_valid))
+  fields = list(smp4_stream._HEADER.unpack_from(smp4_valid))
   fields[field] = value
-  data = sparse_mp4._HEADER.pack(*fields) + smp4_valid[sparse_mp4._HEADER.size:]
+  data = smp4_stream._HEADER.pack(*fields) + smp4_valid[smp4_stream._HEADER.size:]
   with pytest.raises(errors.PayloadError, match=words):
     _smp4_observe(data)
 
 
 def test_smp4_stream_of_other_size_is_refused(smp4_valid):
-  head = sparse_mp4._HEADER
+  head = smp4_stream._HEADER
   fields = list(head.unpack_from(smp4_valid))
   fields[3] += 2   # height: the stream still holds the old frames
   with pytest.raises(errors.PayloadError, match='video stream.*expected'):
@@ -383,7 +383,7 @@ def test_video_reader(run, real_mp4, tmp_path_factory):
 
 
 def test_encoding_a_video_beyond_the_header_fields_is_a_size_error(smp4_valid):
-  p = sparse_mp4.SparseMP4Payload.from_bytes(smp4_valid)
+  p = smp4_stream.SparseMP4Payload.from_bytes(smp4_valid)
   with pytest.raises(errors.SizeError, match='Sparse MP4 payload.*70000'):
     dataclasses.replace(p, n_frames=70000).to_bytes()
 
@@ -391,8 +391,8 @@ def test_encoding_a_video_beyond_the_header_fields_is_a_size_error(smp4_valid):
 def test_limits_are_read_at_each_check(smp4_valid, monkeypatch):
   from jaxvr import payloads
 
-  sparse_mp4.SparseMP4Payload.from_bytes(smp4_valid)   # 5 x 10 x 12 fits
+  smp4_stream.SparseMP4Payload.from_bytes(smp4_valid)   # 5 x 10 x 12 fits
   monkeypatch.setattr(payloads, 'LIMITS', payloads.Limits(max_pixels=500))
   with pytest.raises(errors.PayloadError, match='600 pixels, more than the '
                      'limit of 500'):
-    sparse_mp4.SparseMP4Payload.from_bytes(smp4_valid)
+    smp4_stream.SparseMP4Payload.from_bytes(smp4_valid)

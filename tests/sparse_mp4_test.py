@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from jaxvr import errors, video
+from jaxvr import errors, sparse_mp4, video
 from jaxvr.assets import sample_clip_path
-from jaxvr.lca import interpolate, sparse_mp4
+from jaxvr.sparse_mp4 import interpolate
 from jaxvr.video.transforms import resize_short_side_pil
 
 

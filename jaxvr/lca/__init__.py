@@ -12,6 +12,9 @@ Public entry points:
 * :mod:`jaxvr.lca.dictionary`: Hebbian dictionary learning (PetaVision rule).
 * :mod:`jaxvr.lca.operators`: synthesis ``Phi a``, analysis ``Phi^T r`` and
   the operator norm.
+* :mod:`jaxvr.lca.figures`: pictures of learned dictionaries.
+
+Sparse MP4, the method built on these solvers, is :mod:`jaxvr.sparse_mp4`.
 """
 
 from jaxvr.lca import dictionary

@@ -17,22 +17,9 @@ import functools
 
 import numpy as np
 
-from jaxvr import errors
-from jaxvr.lca import interpolate, sparse_mp4
+from jaxvr import sparse_mp4
 from jaxvr.reducers.base import Payload, Reducer, register
-
-
-def default_dictionary() -> np.ndarray:
-  """The bundled dictionary ``[K, 3, kh, kw]`` (see jaxvr/assets/README.md)."""
-  from jaxvr.assets import ASSETS
-
-  path = ASSETS / 'lca_dictionary.npz'
-  if not path.exists():
-    raise errors.CheckpointError(
-        f'{path}: the bundled Sparse MP4 dictionary is missing; train one with '
-        '`python -m train.lca_dictionary` and pass kernels=...')
-  with np.load(path) as z:
-    return z['kernels']
+from jaxvr.sparse_mp4 import interpolate
 
 
 class SparseMP4Reducer(Reducer):
@@ -65,7 +52,7 @@ class SparseMP4Reducer(Reducer):
       out = np.asarray(interpolate.interpolate(observed, mask, self.restore))
       out = np.clip(np.round(out), 0, 255).astype(np.uint8)
       return out[:, :p.height, :p.width]
-    kernels = default_dictionary() if self._kernels is None else self._kernels
+    kernels = sparse_mp4.default_dictionary() if self._kernels is None else self._kernels
     config = self.config or sparse_mp4.RestoreConfig(solver=self.restore,
                                                      dropped=self.dropped)
     return sparse_mp4.decode(p, kernels, config=config)

@@ -230,8 +230,8 @@ def make_evaluate(config: ml_collections.ConfigDict):
   the same stream (``floor_psnr``, ``floor_dropped_psnr``), and ``gain``.
   None without a validation folder.
   """
-  from jaxvr import evaluation
-  from jaxvr.lca import interpolate, sparse_mp4
+  from jaxvr import evaluation, sparse_mp4
+  from jaxvr.sparse_mp4 import interpolate
 
   clips = data_lib.validation_clips_from_config(config.data, 64, 8)
   if clips is None:
