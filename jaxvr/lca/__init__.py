@@ -24,7 +24,7 @@ from jaxvr.lca.infer import LcaResult, infer, lca, objective, transfer
 from jaxvr.lca.operators import analysis, code_shape, lipschitz, synthesis
 
 __all__ = [
-    'AdmmResult', 'FistaResult', 'admm', 'admm_solve', 'LcaResult', 'analysis', 'code_shape', 'dictionary', 'fista',
-    'fista_solve', 'infer', 'lca', 'lipschitz', 'objective', 'synthesis',
-    'transfer',
+    'AdmmResult', 'FistaResult', 'LcaResult', 'admm', 'admm_solve',
+    'analysis', 'code_shape', 'dictionary', 'fista', 'fista_solve', 'infer',
+    'lca', 'lipschitz', 'objective', 'synthesis', 'transfer',
 ]
