@@ -36,22 +36,12 @@ TARGETS = {'strred': 20.0, 'ssim': 3.0}
 
 def read_luma(path: str, frames: int) -> np.ndarray:
   """Decodes the Y plane (as coded, no range change) of the first frames."""
-  import imageio_ffmpeg
+  from jaxvr.video import io as video_io
 
-  gen = imageio_ffmpeg.read_frames(path, pix_fmt='yuv420p', bits_per_pixel=12)
-  meta = next(gen)
-  w, h = meta['size']
-  out = []
-  try:
-    for raw in gen:
-      out.append(np.frombuffer(raw, np.uint8, count=w * h).reshape(h, w))
-      if len(out) == frames:
-        break
-  finally:
-    gen.close()
+  out = video_io.read_luma(path, max_frames=frames)
   if len(out) < frames:
     raise SystemExit(f'{path}: expected at least {frames} frames, got {len(out)}')
-  return np.stack(out)
+  return out
 
 
 def _resize_axis(x: np.ndarray, size: int, axis: int) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxvr import codecs, errors, metrics, video
+from jaxvr.video.transforms import check_frames
 
 ALL_METRICS = ('psnr', 'psnr_y', 'ssim_y', 'strred', 'vmaf')
 
@@ -119,7 +120,7 @@ def codec_sweep(frames, fps: float, settings=DEFAULT_SETTINGS,
     One dict per setting: ``setting``, ``bytes``, ``factor`` (lossless x264
     yuv444p bytes / bytes), ``bpp`` (bits per pixel), and the metrics.
   """
-  frames = codecs._check_frames(frames)
+  frames = check_frames(frames)
   settings = [s if isinstance(s, CodecSetting) else CodecSetting.parse(s)
               for s in settings]
   base = codecs.lossless_reference_size(frames, fps=fps)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 import jaxvr.stmae as stmae
-from jaxvr import carv, codecs
+from jaxvr import carv
 from jaxvr.assets import sample_clip_path
 from jaxvr.carv import figures, pipeline
 from jaxvr.checkpoint import save_params
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
+from jaxvr.video import ffmpeg, transforms
 from jaxvr.video import io as video_io
-from jaxvr.video import transforms
 from jaxvr.video.tubes import chunk_bounds
 
 N_SAMPLES = 16
@@ -169,7 +169,7 @@ def test_run_carv_writes_outputs(tmp_path, parity_model, sample_video,
   # whole reduced video (memory would grow with its length).
   monkeypatch.setattr(pipeline, '_REFRESH_BLOCK_BYTES', 3 * 144 * 176 * 3)
   seen = []
-  encode_file = codecs.encode_file
+  encode_file = ffmpeg.encode_file
 
   def recording_encode_file(frames, *args, **kwargs):
     assert not hasattr(frames, 'shape')
@@ -179,7 +179,7 @@ def test_run_carv_writes_outputs(tmp_path, parity_model, sample_video,
         yield b
     return encode_file(record(frames), *args, **kwargs)
 
-  monkeypatch.setattr(codecs, 'encode_file', recording_encode_file)
+  monkeypatch.setattr(ffmpeg, 'encode_file', recording_encode_file)
   paths = pipeline.run_carv(sample_clip_path(), tmp_path, params=params,
                             config=config, n_samples=N_SAMPLES,
                             mask_ratio=RATIO, budget=4, max_frames=10,

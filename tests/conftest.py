@@ -22,6 +22,17 @@ def fixtures_dir() -> pathlib.Path:
 
 
 @pytest.fixture(scope='session')
+def library_lines() -> list[tuple[str, int, str]]:
+  """Every line of the Python sources in jaxvr/, eval/ and train/, as
+  ``(path relative to the repository, line number, text)``."""
+  root = pathlib.Path(__file__).resolve().parent.parent
+  return [(path.relative_to(root).as_posix(), n, line)
+          for folder in ('jaxvr', 'eval', 'train')
+          for path in sorted((root / folder).rglob('*.py'))
+          for n, line in enumerate(path.read_text().splitlines(), 1)]
+
+
+@pytest.fixture(scope='session')
 def parity_arrays(fixtures_dir) -> dict:
   """Every array of the official ST-MAE parity fixture."""
   with np.load(fixtures_dir / 'stmae_parity_a.npz') as z:

@@ -1,6 +1,7 @@
 """Imports have no global side effects and pull in only what they need."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -63,3 +64,39 @@ def test_the_solvers_import_without_sparse_mp4():
           'import jaxvr.sparse_mp4; '
           "assert 'jaxvr.lca.infer' in sys.modules")
   _assert_runs(code, JAX_PLATFORMS='cpu')
+
+
+def test_video_io_and_ffmpeg_do_not_import_codecs():
+  code = ('import sys; import jaxvr.video.io, jaxvr.video.ffmpeg; '
+          "assert 'jaxvr.codecs' not in sys.modules, 'video imports codecs'; "
+          'import jaxvr.codecs as c, jaxvr.video.ffmpeg as f; '
+          'assert c.encode_file is f.encode_file')
+  _assert_runs(code, JAX_PLATFORMS='cpu')
+
+
+# Ways to start a process: imports and calls of subprocess and
+# imageio_ffmpeg (which starts ffmpeg itself), and os.system & co.
+_PROCESS_STARTS = re.compile(
+    r'^\s*(import|from)\s+(subprocess|imageio_ffmpeg)\b'
+    r'|\b(subprocess|imageio_ffmpeg)\.\w'
+    r'|\bos\.(system|popen|exec\w*|spawn\w*|posix_spawn\w*)\(')
+
+
+def test_only_the_ffmpeg_module_starts_processes(library_lines):
+  home = 'jaxvr/video/ffmpeg.py'
+  offenders = [f'{path}:{n}: {line.strip()}'
+               for path, n, line in library_lines
+               if path != home and _PROCESS_STARTS.search(line)]
+  assert not offenders, 'run ffmpeg through jaxvr.video.ffmpeg:\n' + '\n'.join(
+      offenders)
+  assert any(_PROCESS_STARTS.search(line)
+             for path, _, line in library_lines if path == home)
+  # The pattern does catch the forms it is meant to, and not prose.
+  for bad in ('import subprocess', 'from subprocess import run',
+              'subprocess.run(cmd)', '  import imageio_ffmpeg',
+              'imageio_ffmpeg.read_frames(p)', "os.system('ffmpeg')",
+              'os.popen(cmd)', 'os.execvp(a, b)'):
+    assert _PROCESS_STARTS.search(bad), bad
+  for good in ('a library that writes by path (a subprocess, say)',
+               '# ffmpeg runs as a subprocess', 'ffmpeg.run(args)'):
+    assert not _PROCESS_STARTS.search(good), good

@@ -8,6 +8,7 @@ import pytest
 
 from jaxvr import codecs, errors, video
 from jaxvr.assets import sample_clip_path
+from jaxvr.video import ffmpeg
 
 
 @pytest.fixture(scope='module')
@@ -45,7 +46,7 @@ def test_reads_other_containers(tmp_path, sample, suffix):
   extra = {'.webm': ['-c:v', 'libvpx-vp9', '-lossless', '1'],
            '.avi': ['-c:v', 'ffv1'], '.mkv': ['-c:v', 'ffv1'],
            '.mp4': ['-c:v', 'libx264', '-qp', '0'], '.y4m': []}[suffix]
-  subprocess.run([codecs.ffmpeg_exe(), '-v', 'error', '-i', str(sample_clip_path()),
+  subprocess.run([ffmpeg.executable(), '-v', 'error', '-i', str(sample_clip_path()),
                   '-frames:v', '5', *extra, str(path)], check=True)
   out = video.read_video(path)
   assert out.shape == (5, 144, 176, 3)
@@ -95,7 +96,7 @@ def test_failed_streamed_write_keeps_old_file(tmp_path, sample):
 
 def _truncated_faststart(tmp_path):
   whole = tmp_path / 'whole.mp4'
-  subprocess.run([codecs.ffmpeg_exe(), '-v', 'error', '-i', str(sample_clip_path()),
+  subprocess.run([ffmpeg.executable(), '-v', 'error', '-i', str(sample_clip_path()),
                   '-c', 'copy', '-movflags', '+faststart', str(whole)], check=True)
   data = whole.read_bytes()
   cut = tmp_path / 'cut.mp4'
@@ -127,7 +128,7 @@ def test_text_file_named_mp4(tmp_path):
 
 def test_zero_frame_and_empty_files(tmp_path):
   zero = tmp_path / 'zero.mp4'
-  subprocess.run([codecs.ffmpeg_exe(), '-v', 'error', '-f', 'lavfi', '-i',
+  subprocess.run([ffmpeg.executable(), '-v', 'error', '-f', 'lavfi', '-i',
                   'color=c=red:s=64x64:d=0.1', '-frames:v', '0', '-c:v',
                   'libx264', str(zero)], check=True)
   with pytest.raises(errors.EmptyVideoError, match='zero.mp4'):

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvr import codecs, errors, payloads
-from jaxvr.video.transforms import pad_even
+from jaxvr.video.transforms import check_frames, pad_even
 
 LATENT_CHANNELS = 6   # 2 frames x 3 channels / 4 (2x2 spatial) -> 4:1
 
@@ -156,7 +156,7 @@ def _apply(config: AEConfig, params, x, method: str, batch: int = 8):
 
 def encode_video(params, config: AEConfig, video, *, fps: float = 24.0) -> bytes:
   """Encodes uint8 ``[T, H, W, 3]`` into payload bytes (header + lossless latent)."""
-  video = codecs._check_frames(video)
+  video = check_frames(video)
   t, h, w, _ = video.shape
   latent = _apply(config, params, _pairs(video), 'encode')         # [N,H/2,W/2,6]
   q = np.clip(np.round(latent * 255.0), 0, 255).astype(np.uint8)

@@ -23,7 +23,8 @@ import tempfile
 
 import numpy as np
 
-from jaxvr import codecs, errors
+from jaxvr import errors
+from jaxvr.video import ffmpeg
 
 # A built-in model version: pasted into the filter graph, so no ':' '=' ','.
 _MODEL_NAME = re.compile(r'[A-Za-z0-9_.\-]+')
@@ -92,9 +93,9 @@ def vmaf(ref, dist, *, model: str = 'vmaf_v0.6.1', n_threads: int = 2) -> VmafRe
     graph = ('[0:v]format=yuv444p[d];[1:v]format=yuv444p[r];'
              f'[d][r]libvmaf=model=version={model}:log_fmt=json:'
              f'log_path=vmaf.json:n_threads={n_threads}')
-    codecs.run_ffmpeg([*raw, '-i', 'file:dist.raw', *raw, '-i', 'file:ref.raw',
-                       '-lavfi', graph, '-f', 'null', '-'],
-                      what=f'libvmaf on {t} frames {w}x{h}', cwd=tmp)
+    ffmpeg.run([*raw, '-i', 'file:dist.raw', *raw, '-i', 'file:ref.raw',
+                '-lavfi', graph, '-f', 'null', '-'],
+               what=f'libvmaf on {t} frames {w}x{h}', cwd=tmp)
     with open(os.path.join(tmp, 'vmaf.json')) as f:
       log = json.load(f)
   per_frame = np.array([fr['metrics']['vmaf'] for fr in log['frames']])

@@ -13,9 +13,10 @@ import pathlib
 
 import numpy as np
 
-from jaxvr import codecs, files
+from jaxvr import files
 from jaxvr.compare import saved_output
 from jaxvr.report import plots, rates, tables
+from jaxvr.video import ffmpeg
 from jaxvr.video.transforms import pad_even
 
 QUALITY = ['psnr', 'psnr_y', 'ssim_y', 'strred', 'strred_ssn', 'vmaf']
@@ -40,7 +41,7 @@ def _video(frames: np.ndarray, fps: float, label: str) -> str:
   frames = np.ascontiguousarray(frames)
   frames = pad_even(frames)
   t, h, w, _ = frames.shape
-  data = codecs.run_ffmpeg(
+  data = ffmpeg.run(
       ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}', '-framerate',
        f'{fps:g}', '-i', 'pipe:0', '-c:v', 'libvpx-vp9', '-crf', '30', '-b:v', '0',
        '-pix_fmt', 'yuv420p', '-f', 'webm', 'pipe:1'],

@@ -25,7 +25,7 @@ import struct
 import numpy as np
 
 from jaxvr import codecs, errors, payloads
-from jaxvr.video.transforms import pad_even
+from jaxvr.video.transforms import check_frames, pad_even
 
 LAYOUTS = ('packed', 'zeros')
 PARITIES = ('alternate', 'fixed')
@@ -164,7 +164,7 @@ def encode(video, *, fps: float = 24.0, layout: str = 'packed',
     codec: 'libx264' (``-qp 0`` yuv444p: lossless in YCbCr, the paper's
       setting), 'libx264rgb' or 'ffv1' (both bit-exact RGB).
   """
-  video = codecs._check_frames(video)
+  video = check_frames(video)
   if layout not in LAYOUTS or parity not in PARITIES or codec not in _LOSSLESS:
     raise errors.ConfigError(
         f'sparse mp4: layout in {LAYOUTS}, parity in {PARITIES}, codec in '

@@ -1,4 +1,4 @@
-"""Video files in and out through the ffmpeg that imageio-ffmpeg ships.
+"""Video files in and out, on top of :mod:`jaxvr.video.ffmpeg`.
 
 Reading streams frames from an ffmpeg subprocess, so a long file is never
 held whole unless asked for, and decodes coded frames only
@@ -12,43 +12,17 @@ place, so an interrupted write never leaves a half-written video.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
-import re
-import subprocess
 import tempfile
 from collections.abc import Iterator
 
-import imageio_ffmpeg
 import numpy as np
 
-from jaxvr import codecs, errors, files, payloads
-from jaxvr.video.transforms import pad_even
-
-
-@dataclasses.dataclass(frozen=True)
-class VideoInfo:
-  """What ``probe_video`` learns about a file without decoding it."""
-
-  path: str
-  width: int
-  height: int
-  fps: float
-  n_frames: int
-  duration: float
-  codec: str
-
-
-_STREAM_RE = re.compile(
-    r'Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d+)x(?P<h>\d+)')
-_FPS_RE = re.compile(r'(?P<fps>[\d.]+) (?:fps|tbr)')
-_DURATION_RE = re.compile(r'Duration: (\d+):(\d+):([\d.]+)')
-
-
-def _is_pattern(path: str) -> bool:
-  """An image-sequence pattern: '%' in the name and no file of that name."""
-  return '%' in os.path.basename(path) and not os.path.lexists(path)
+from jaxvr import errors, files, payloads
+from jaxvr.video import ffmpeg
+from jaxvr.video.ffmpeg import VideoInfo
+from jaxvr.video.transforms import check_frames, frame_block, pad_even
 
 
 def check_path(path) -> str:
@@ -56,7 +30,7 @@ def check_path(path) -> str:
   with a first frame; else VideoNotFoundError, UnreadableVideoError (a
   directory) or EmptyVideoError (0 bytes). No ffmpeg run."""
   path = os.fspath(path)
-  if _is_pattern(path):
+  if ffmpeg.is_pattern(path):
     try:
       first, alt = path % 0, path % 1
     except (TypeError, ValueError):
@@ -76,34 +50,6 @@ def check_path(path) -> str:
   return path
 
 
-def _ffmpeg_input(path: str) -> str:
-  """What to pass to ``ffmpeg -i``: existing files go through the ``file:``
-  protocol, so that '%' in a name (``100%done.mp4``) is not read as a
-  sequence pattern and a name such as ``pipe:1`` or ``a:b.mp4`` is not read
-  as a protocol."""
-  return path if _is_pattern(path) else 'file:' + os.path.abspath(path)
-
-
-def _has_mp4_signature(path: str) -> bool:
-  with open(path, 'rb') as f:
-    return f.read(12)[4:8] == b'ftyp'
-
-
-def _classify(path: str, stderr: str) -> errors.VideoError:
-  """Turns ffmpeg's complaint about ``path`` into a typed error."""
-  lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-  last = lines[-1] if lines else 'no message'
-  if 'moov atom not found' in stderr and _has_mp4_signature(path):
-    return errors.TruncatedVideoError(
-        f'{path}: incomplete mp4 (index missing: the file was cut short or '
-        'never finished writing)')
-  if 'Input #0' in stderr:
-    return errors.EmptyVideoError(
-        f'{path}: the container opens but holds no video stream (0 frames)')
-  return errors.UnreadableVideoError(
-      f'{path}: ffmpeg cannot read it as video ({last.strip()})')
-
-
 def probe_video(path) -> VideoInfo:
   """Reads a file's size, frame rate, duration and coded frame count.
 
@@ -114,34 +60,13 @@ def probe_video(path) -> VideoInfo:
     VideoNotFoundError, UnreadableVideoError, EmptyVideoError,
     TruncatedVideoError.
   """
-  path = check_path(path)
-  proc = subprocess.run(
-      [codecs.ffmpeg_exe(), '-hide_banner', '-nostdin', '-i',
-       _ffmpeg_input(path)],
-      capture_output=True, check=False)
-  header = proc.stderr.decode(errors='replace')
-  stream = _STREAM_RE.search(header)
-  if stream is None:
-    raise _classify(path, header)
-  line = header[stream.start():].splitlines()[0]
-  fps_match = _FPS_RE.search(line)
-  fps = float(fps_match.group('fps')) if fps_match else 0.0
-  dur = _DURATION_RE.search(header)
-  duration = (int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3])) if dur else 0.0
-  try:
-    n_frames, _ = imageio_ffmpeg.count_frames_and_secs(_ffmpeg_input(path))
-  except RuntimeError as e:
-    raise _classify(path, str(e)) from None
-  if n_frames == 0:
-    raise errors.EmptyVideoError(f'{path}: holds a video stream with 0 frames')
-  width, height = int(stream['w']), int(stream['h'])
+  info = ffmpeg.probe(check_path(path))
   side = payloads.LIMITS.max_side
-  if not (0 < width <= side and 0 < height <= side):
+  if not (0 < info.width <= side and 0 < info.height <= side):
     raise errors.UnreadableVideoError(
-        f'{path}: frames of {width}x{height}, expected sides of 1..{side} '
-        '(jaxvr.payloads.LIMITS)')
-  return VideoInfo(path, width, height, fps, int(n_frames), duration,
-                   stream['codec'])
+        f'{info.path}: frames of {info.width}x{info.height}, expected sides '
+        f'of 1..{side} (jaxvr.payloads.LIMITS)')
+  return info
 
 
 def iter_frames(path, *, start: int = 0, stride: int = 1,
@@ -175,34 +100,22 @@ def iter_frames(path, *, start: int = 0, stride: int = 1,
   else:
     frame_bytes = h * w + 2 * ((h + 1) // 2) * ((w + 1) // 2)
     keep, shape, pix = h * w, (h, w), 'yuv420p'
-  cmd = [codecs.ffmpeg_exe(), '-hide_banner', '-nostdin', '-loglevel', 'error',
-         '-i', _ffmpeg_input(path), '-map', '0:v:0', '-fps_mode', 'passthrough',
-         '-f', 'rawvideo', '-pix_fmt', pix, 'pipe:1']
-  with tempfile.TemporaryFile() as err:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
-                            stdin=subprocess.DEVNULL)
+  with ffmpeg.decoding(path, pix) as out:
     index = yielded = 0
-    try:
-      while max_frames is None or yielded < max_frames:
-        buf = proc.stdout.read(frame_bytes)
-        if len(buf) < frame_bytes:
-          break
-        if index >= start and (index - start) % stride == 0:
-          frame = np.frombuffer(buf[:keep], np.uint8).reshape(shape)
-          yield frame
-          yielded += 1
-        index += 1
-      finished = max_frames is None or yielded < max_frames
-    finally:
-      proc.stdout.close()
-      proc.kill() if proc.poll() is None else None
-      proc.wait()
-    err.seek(0)
-    stderr = err.read().decode(errors='replace')
+    while max_frames is None or yielded < max_frames:
+      buf = out.read(frame_bytes)
+      if len(buf) < frame_bytes:
+        break
+      if index >= start and (index - start) % stride == 0:
+        yield np.frombuffer(buf[:keep], np.uint8).reshape(shape)
+        yielded += 1
+      index += 1
+    finished = max_frames is None or yielded < max_frames
+  stderr = out.stderr
   if not finished:
     return
   if index == 0:
-    raise (_classify(path, stderr) if stderr.strip() else
+    raise (ffmpeg.classify(path, stderr) if stderr.strip() else
            errors.EmptyVideoError(f'{path}: decodes to 0 frames'))
   if stderr.strip() and not allow_truncated:
     raise errors.TruncatedVideoError(
@@ -274,16 +187,16 @@ def write_video(path, frames, *, fps: float = 24, lossless: bool = False,
   path = os.fspath(path)
   blocks = [frames] if hasattr(frames, 'shape') else frames
   if path.lower().endswith('.gif'):
-    data = _encode_gif(codecs._check_frames(
-        np.concatenate([codecs._as_block(b, None) for b in blocks])), fps)
+    data = _encode_gif(check_frames(
+        np.concatenate([frame_block(b, None) for b in blocks])), fps)
     files.write_bytes(path, data)
     return len(data)
   if lossless:
     pix_fmt = 'yuv444p' if pix_fmt == 'yuv420p' else pix_fmt
   elif pix_fmt == 'yuv420p':
-    blocks = (pad_even(codecs._as_block(b, None)) for b in blocks)
+    blocks = (pad_even(frame_block(b, None)) for b in blocks)
   with files.atomic_path(path) as tmp:
-    codecs.encode_file(blocks, tmp, codec, crf=None if lossless else crf,
+    ffmpeg.encode_file(blocks, tmp, codec, crf=None if lossless else crf,
                        lossless=lossless, pix_fmt=pix_fmt, fps=fps)
   return os.path.getsize(path)
 
@@ -292,7 +205,7 @@ def _encode_gif(frames: np.ndarray, fps: float) -> bytes:
   t, h, w, _ = frames.shape
   with tempfile.TemporaryDirectory(prefix='jaxvr_gif_') as tmp:
     out = os.path.join(tmp, 'out.gif')
-    codecs.run_ffmpeg(
+    ffmpeg.run(
         ['-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{w}x{h}',
          '-framerate', f'{fps:g}', '-i', 'pipe:0', '-filter_complex',
          'split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse',

@@ -1,8 +1,10 @@
 """Array transforms on videos: resize, crops, normalization, luma.
 
-All functions take channels-last videos ``[..., T, H, W, C]`` (or frames
+The transforms take channels-last videos ``[..., T, H, W, C]`` (or frames
 ``[..., H, W, C]`` where noted), are jittable, and work on any float dtype.
-uint8 input is converted to float32 first.
+uint8 input is converted to float32 first. The host-side helpers at the end
+(NumPy, not jittable) check uint8 RGB frame arrays, pad them to even sizes
+and resize them with Pillow.
 """
 
 from __future__ import annotations
@@ -126,6 +128,45 @@ def luma(rgb, dtype=jnp.float32):
   # would move Y (and with it PSNR-Y, SSIM-Y and ST-RRED) by up to ~0.5.
   y = jnp.matmul(rgb.astype(dtype), w, precision=jax.lax.Precision.HIGHEST)
   return y + _LUMA_OFFSET
+
+
+def check_frames(frames) -> np.ndarray:
+  """``frames`` as a contiguous uint8 ``[T, H, W, 3]`` RGB array, ``T >= 1``.
+
+  Raises:
+    ShapeError: another shape or dtype, or no frames.
+  """
+  frames = np.asarray(frames)
+  if frames.ndim != 4 or frames.shape[-1] != 3:
+    raise errors.ShapeError(
+        f'frames: expected uint8 [T,H,W,3] RGB, got shape {frames.shape}')
+  if frames.dtype != np.uint8:
+    raise errors.ShapeError(
+        f'frames: expected dtype uint8 (0..255 RGB), got {frames.dtype}')
+  if frames.shape[0] == 0:
+    raise errors.ShapeError('frames: expected at least one frame, got T=0')
+  return np.ascontiguousarray(frames)
+
+
+def frame_block(frames, size: tuple[int, int] | None) -> np.ndarray:
+  """One ``[H, W, 3]`` frame or ``[b, H, W, 3]`` block as a checked block.
+
+  Args:
+    frames: uint8 RGB frame or block (an item of a stream of frames).
+    size: ``(H, W)`` every frame of the stream must have, or None.
+
+  Returns:
+    uint8 ``[b, H, W, 3]`` (see :func:`check_frames`).
+  """
+  frames = np.asarray(frames)
+  if frames.ndim == 3:
+    frames = frames[None]
+  frames = check_frames(frames)
+  if size is not None and frames.shape[1:3] != size:
+    raise errors.ShapeError(
+        f'frames: every frame must have the size of the first, {size[1]}x'
+        f'{size[0]}; got {frames.shape[2]}x{frames.shape[1]}')
+  return frames
 
 
 def pad_even(frames: np.ndarray, time: bool = False) -> np.ndarray:
