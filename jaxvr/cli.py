@@ -67,17 +67,13 @@ def _add_clip_args(p: argparse.ArgumentParser, frames: int, size: int | None):
 
 
 def _load_clip(args):
-  """Reads frames per the common clip arguments -> (uint8 [T,H,W,3], fps)."""
+  """The clip of the common clip arguments -> (uint8 [T,H,W,3], fps, path)."""
   from jaxvr import assets, video
-  from jaxvr.video.transforms import resize_short_side_pil
 
   path = args.clip or str(assets.sample_clip_path())
-  info = video.probe_video(path)
-  frames = video.read_video(path, max_frames=args.frames, start=args.start)
-  if args.size:
-    frames = resize_short_side_pil(frames, args.size)
-    frames = video.center_crop(frames, (args.size, args.size))
-  return frames, (args.fps or info.fps or 24.0), path
+  frames, fps = video.read_clip(path, args.frames, start=args.start,
+                                size=args.size or None)
+  return frames, (args.fps or fps), path
 
 
 def _check_output(path: str, folder: bool = False) -> None:

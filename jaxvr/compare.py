@@ -37,7 +37,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxvr import errors, evaluation, files, reducers, video
-from jaxvr.video.transforms import resize_short_side_pil
 
 # Every method and baseline at its default budget, and codecs along their
 # rate-distortion curves.
@@ -67,12 +66,8 @@ class ClipSpec:
   size: int | None = 112   # short side, then centre crop; None = native
 
   def load(self, path) -> tuple[np.ndarray, float]:
-    info = video.probe_video(path)
-    frames = video.read_video(path, max_frames=self.frames, start=self.start)
-    if self.size:
-      frames = resize_short_side_pil(frames, self.size)
-      frames = np.asarray(video.center_crop(frames, (self.size, self.size)))
-    return frames, (info.fps or 24.0)
+    """``(uint8 [T, H, W, 3], fps)`` of ``path`` (:func:`jaxvr.video.read_clip`)."""
+    return video.read_clip(path, self.frames, start=self.start, size=self.size)
 
 
 def clip_name(path) -> str:

@@ -166,3 +166,18 @@ def test_missing_names_with_percent(tmp_path):
     video.read_video(tmp_path / '50%off.mp4')
   with pytest.raises(errors.VideoNotFoundError, match='looked for .*frame_000'):
     video.read_video(tmp_path / 'frame_%03d.png')
+
+
+def test_read_clip_cuts_resizes_and_crops(sample):
+  from jaxvr.video.transforms import resize_short_side_pil
+
+  clip, fps = video.read_clip(sample_clip_path(), 6, start=2, stride=2,
+                              size=40)
+  manual = resize_short_side_pil(sample[2:14:2], 40)[:, :, 4:44]
+  np.testing.assert_array_equal(clip, manual)
+  assert fps == pytest.approx(29.97)
+  wide, _ = video.read_clip(sample_clip_path(), 3, size=(30, 50))
+  np.testing.assert_array_equal(
+      wide, resize_short_side_pil(sample[:3], 50)[:, 10:40, 5:55])
+  native, _ = video.read_clip(sample_clip_path(), 4, start=61)
+  np.testing.assert_array_equal(native, sample[61:65])

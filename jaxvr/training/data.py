@@ -527,8 +527,9 @@ def validation_clips(folder: str | os.PathLike, num_frames: int,
                      ) -> np.ndarray:
   """Fixed clips of the validation videos, for evaluation during training.
 
-  Deterministic, and cut the way ``jaxvr compare`` cuts clips (short side
-  resized with Pillow's Lanczos filter, then the centred crop), so a
+  Deterministic, and cut by the loader of ``jaxvr compare``
+  (:func:`jaxvr.video.read_clip`: short side resized with Pillow's Lanczos
+  filter, then the centred crop), so a
   validation score during training is measured on the same pixels as the
   evaluation tables: from each video, ``windows`` clips of ``num_frames``
   frames at ``frame_stride``, the first starting at frame 0 and the others
@@ -546,8 +547,6 @@ def validation_clips(folder: str | os.PathLike, num_frames: int,
   Returns:
     uint8 ``[N, T, H, W, 3]``.
   """
-  from jaxvr.video import transforms
-
   paths = list_videos(folder)[:max_videos]
   out = []
   for path in paths:
@@ -558,10 +557,9 @@ def validation_clips(folder: str | os.PathLike, num_frames: int,
       raise SizeError(f'{path}: has {n} frames, a validation clip needs '
                       f'{span}')
     for s in np.linspace(0, n - span, windows).astype(int):
-      clip = video_io.read_video(path, start=int(s), stride=stride,
-                                 max_frames=num_frames)
-      clip = transforms.resize_short_side_pil(clip, max(size))
-      out.append(np.asarray(transforms.center_crop(clip, tuple(size))))
+      clip, _ = video_io.read_clip(path, num_frames, start=int(s),
+                                   stride=stride, size=tuple(size))
+      out.append(clip)
   return np.stack(out)
 
 

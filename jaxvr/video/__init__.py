@@ -5,6 +5,7 @@ from jaxvr.video.io import (
   file_sha256,
   iter_frames,
   probe_video,
+  read_clip,
   read_luma,
   read_video,
   write_video,
@@ -36,6 +37,6 @@ __all__ = [
   'patchify', 'unpatchify',
   'MEAN', 'STD', 'VideoInfo', 'center_crop', 'denormalize', 'file_sha256',
   'iter_frames',
-  'luma', 'normalize', 'probe_video', 'random_crop', 'read_luma', 'read_video', 'resize',
+  'luma', 'normalize', 'probe_video', 'random_crop', 'read_clip', 'read_luma', 'read_video', 'resize',
   'resize_short_side', 'short_side_size', 'to_uint8', 'write_video',
 ]

@@ -22,7 +22,13 @@ import numpy as np
 from jaxvr import errors, files, payloads
 from jaxvr.video import ffmpeg
 from jaxvr.video.ffmpeg import VideoInfo
-from jaxvr.video.transforms import check_frames, frame_block, pad_even
+from jaxvr.video.transforms import (
+  center_crop,
+  check_frames,
+  frame_block,
+  pad_even,
+  resize_short_side_pil,
+)
 
 
 def check_path(path) -> str:
@@ -161,6 +167,38 @@ def read_luma(path, *, max_frames: int | None = None, start: int = 0,
   """
   return np.stack(list(iter_frames(path, start=start, stride=stride,
                                    max_frames=max_frames, plane='y')))
+
+
+def read_clip(path, frames: int, *, start: int = 0, stride: int = 1,
+              size: int | tuple[int, int] | None = None
+              ) -> tuple[np.ndarray, float]:
+  """An evaluation clip of a video file, cut the one way jaxvr cuts them.
+
+  ``frames`` frames from ``start`` (every ``stride``-th), then, with
+  ``size``, the short side resized with Pillow's Lanczos filter (the
+  codec-anchor procedure, :func:`jaxvr.video.transforms.resize_short_side_pil`)
+  and the centred crop kept. ``jaxvr compare``, the CLI commands and the
+  validation clips of training all load clips with it.
+
+  Args:
+    path: a video file or an image-sequence pattern.
+    frames: the most frames to keep.
+    start: first coded frame.
+    stride: temporal stride.
+    size: ``s`` for an ``s x s`` clip (short side ``s``, centre crop), or
+      ``(h, w)`` (short side ``max(h, w)``, centred ``h x w`` crop); None
+      keeps the native size.
+
+  Returns:
+    ``(uint8 [T, H, W, 3], fps)``: the file's frame rate, 24 when it has
+    none.
+  """
+  info = probe_video(path)
+  clip = read_video(path, max_frames=frames, start=start, stride=stride)
+  if size:
+    size = (int(size),) * 2 if np.ndim(size) == 0 else tuple(size)
+    clip = np.asarray(center_crop(resize_short_side_pil(clip, max(size)), size))
+  return clip, (info.fps or 24.0)
 
 
 def write_video(path, frames, *, fps: float = 24, lossless: bool = False,
