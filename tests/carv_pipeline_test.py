@@ -200,6 +200,30 @@ def test_run_carv_writes_outputs(tmp_path, parity_model, sample_video,
   np.testing.assert_allclose(red.significance, sig, rtol=1e-6)
 
 
+def test_file_span_streams_the_stream_of_the_array(tmp_path, parity_model,
+                                                   sample_video):
+  _, config = parity_model
+  span = pipeline.Span.of_file(sample_clip_path(), start=2, max_frames=8)
+  assert span.shape == (8, 144, 176) and span.fps == pytest.approx(29.97)
+  np.testing.assert_array_equal(span.pick([0, 7]), sample_video[[2, 9]])
+  np.testing.assert_array_equal(span.whole(), sample_video[2:10])
+  kw = dict(config=config, key=jax.random.key(1), crf=20)
+  from_file = pipeline.reduce(span, 'random-chunk', 3, out=tmp_path / 'f.mp4',
+                              **kw)
+  array = pipeline.Span.of_array(sample_video[2:10], span.fps)
+  from_array = pipeline.reduce(array, 'random-chunk', 3,
+                               out=tmp_path / 'a.mp4', **kw)
+  assert from_file.video is None and from_file.grid == (4, 4, 5)
+  np.testing.assert_array_equal(from_file.flags, from_array.flags)
+  assert (tmp_path / 'f.mp4').read_bytes() == (tmp_path / 'a.mp4').read_bytes()
+  in_memory = pipeline.reduce(sample_video[2:10], 'random-chunk', 3, **kw)
+  np.testing.assert_array_equal(in_memory.video, carv.apply_refresh(
+      sample_video[2:10], in_memory.flags))
+  plan = pipeline.reduce(span, 'random-chunk', 3, refresh=False, **kw)
+  assert plan.video is None
+  np.testing.assert_array_equal(plan.flags, from_file.flags)
+
+
 def test_figures(carv_reduction, sample_video):
   s = carv_reduction.significance
   top, bottom = figures.extreme_chunks(s, 0.1)

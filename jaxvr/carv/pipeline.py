@@ -3,8 +3,9 @@
 Chhabra & Yang, "Algorithmic Video Reduction by Estimating Chunk Significance
 Using Spatial-Temporal Masked Auto Encoders".
 
-Steps (:func:`reduce` runs them; :func:`run_carv` also reads and writes
-files):
+Steps (:func:`reduce` runs them all, on an array or a video file streamed
+as a :class:`Span`; the CARV reducers and :func:`run_carv`, behind
+``jaxvr carv``, call it):
 
 1. **Model clip** (:func:`model_clip`): ``num_frames`` frames of the span to
    reduce, evenly spaced (exactly the first ``num_frames`` frames when the
@@ -24,6 +25,7 @@ files):
 4. **Refresh schedule** and **reduced video** at the budget ``N``
    (:mod:`jaxvr.carv.schedule`), or a baseline at the same ``N``
    (:data:`METHODS`).
+5. **x264 stream** of the reduced video, encoded as it is refreshed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import dataclasses
 import functools
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -44,13 +46,17 @@ from jaxvr.carv.significance import ESTIMATORS, estimate_significance
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
 from jaxvr.sharding import is_main_process
 from jaxvr.stmae.model import STMAEConfig
+from jaxvr.video import io as video_io
 from jaxvr.video import transforms
+from jaxvr.video.transforms import check_frames
 from jaxvr.video.tubes import chunk_bounds
 
 #: Reduction methods at a refresh budget ``N``: CARV with either estimator,
 #: and the three baselines.
 METHODS = ('carv-visible', 'carv-masked', 'every-nth', 'random-chunk',
            'motion-energy')
+#: The methods whose schedule comes from a significance map.
+MAP_METHODS = ('carv-visible', 'carv-masked', 'motion-energy')
 DEFAULT_N_SAMPLES = 500
 DEFAULT_MASK_RATIO = 0.98
 # Full-resolution frames per refresh block in run_carv: about 64 MB of them
@@ -130,14 +136,6 @@ def clip_geometry(video_shape: Sequence[int],
                       (rh, rw), (oy, ox), config.img_size, config.patch_size)
 
 
-def _check_video(video) -> np.ndarray:
-  video = np.asarray(video)
-  if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
-    raise ShapeError(f'video: expected uint8 [T, H, W, 3] RGB, got '
-                     f'{video.dtype} {video.shape}')
-  return video
-
-
 @functools.partial(jax.jit, static_argnames=('resized_hw', 'crop'))
 def _prepare(frames, *, resized_hw, crop):
   x = transforms.resize(frames, resized_hw)
@@ -160,7 +158,7 @@ def model_clip(video: np.ndarray, config: STMAEConfig,
   Returns:
     ``(clip float32 [num_frames, img_size, img_size, 3], geometry)``.
   """
-  video = _check_video(video)
+  video = check_frames(video)
   geom = clip_geometry(video.shape, config)
   ids = geom.frame_ids if frame_ids is None else tuple(frame_ids)
   frames = video[np.asarray(ids)] if len(video) != len(ids) else video
@@ -195,43 +193,95 @@ def _budget(n) -> int:
   return int(n)
 
 
-def flags_for(method: str, video: np.ndarray, budget: int, *,
-              full_map: jax.Array | None = None,
-              grid: tuple[int, int, int] | None = None,
-              key: jax.Array | None = None,
-              invert: bool = False) -> tuple[jax.Array, jax.Array | None]:
-  """Refresh flags of ``method`` for a span.
+def schedule_for(method: str, num_frames: int, budget: int, *,
+                 grid: tuple[int, int, int],
+                 full_map: np.ndarray | None = None,
+                 key: jax.Array | None = None,
+                 invert: bool = False) -> jax.Array:
+  """Refresh flags of ``method`` from what a receiver knows.
 
   Args:
     method: one of :data:`METHODS`.
-    video: uint8 ``[T, H, W, 3]`` span (motion energy reads it).
+    num_frames: ``T``.
     budget: ``N``.
-    full_map: full-frame significance ``[t', h'', w'']`` (CARV methods).
-    grid: ``(t', h'', w'')`` chunk grid for the baselines.
-    key: random key for the random-chunk phases.
+    grid: ``(t', h'', w'')`` chunk grid of the schedule.
+    full_map: the full-frame map ``[t', h'', w'']`` (CARV, motion energy).
+    key: random key of the random-chunk phases; default ``key(0)``.
     invert: CARV/motion energy: refresh low-significance chunks more.
 
   Returns:
-    ``(flags bool [T, h'', w''], significance used or None)``.
+    bool ``[T, h'', w'']``.
   """
-  n, t = _budget(budget), int(np.shape(video)[0])
-  if method.startswith('carv-'):
+  n = _budget(budget)
+  if method in MAP_METHODS:
     if full_map is None:
       raise ConfigError(f'{method}: needs a significance map')
-    return schedule.schedule_from_significance(full_map, t, n,
-                                               invert=invert), full_map
-  if grid is None:
-    raise ConfigError(f'{method}: needs the chunk grid')
+    return schedule.schedule_from_significance(
+        jnp.asarray(full_map, jnp.float32), num_frames, n, invert=invert)
   if method == 'every-nth':
-    return baselines.every_nth_frame_flags(t, grid[1:], n), None
+    return baselines.every_nth_frame_flags(num_frames, grid[1:], n)
   if method == 'random-chunk':
     key = jax.random.key(0) if key is None else key
-    return baselines.nth_random_chunk_flags(key, t, grid[1:], n), None
-  if method == 'motion-energy':
-    energy = baselines.motion_energy(video, grid)
-    return schedule.schedule_from_significance(energy, t, n,
-                                               invert=invert), energy
+    return baselines.nth_random_chunk_flags(key, num_frames, grid[1:], n)
   raise ConfigError(f'method: expected one of {METHODS}, got {method!r}')
+
+
+class Span:
+  """The frames to reduce: an array, or a stretch of a video file.
+
+  A file is streamed twice (once for the clip frames of the model, once
+  through the refresh), so a long video is never held whole.
+
+  Attributes:
+    shape: ``(T, H, W)``.
+    fps: frame rate of the reduced video.
+  """
+
+  def __init__(self, shape: Sequence[int], fps: float,
+               read: Callable[[], Iterable[np.ndarray]],
+               array: np.ndarray | None = None):
+    self.shape = tuple(int(s) for s in shape[:3])
+    self.fps = float(fps)
+    self._read = read
+    self._array = array
+
+  @classmethod
+  def of_array(cls, video, fps: float = 24.0) -> Span:
+    """uint8 ``[T, H, W, 3]`` frames in memory."""
+    video = check_frames(video)
+    return cls(video.shape, fps, lambda: [video], video)
+
+  @classmethod
+  def of_file(cls, path: str | os.PathLike, *, start: int = 0,
+              max_frames: int | None = None) -> Span:
+    """Frames ``start, start + 1, ...`` of a video file (at most
+    ``max_frames``; default to its end), at the file's frame rate."""
+    info = video_io.probe_video(path)
+    total = info.n_frames - int(start)
+    if max_frames is not None:
+      total = min(total, int(max_frames))
+    total = max(total, 0)
+    return cls((total, info.height, info.width), info.fps or 24,
+               lambda: video_io.iter_frames(path, start=start,
+                                            max_frames=total))
+
+  def frames(self) -> Iterable[np.ndarray]:
+    """The frames in order, as ``[H, W, 3]`` frames or ``[b, H, W, 3]`` blocks."""
+    return self._read()
+
+  def pick(self, ids: Sequence[int]) -> np.ndarray:
+    """Frames ``ids`` (increasing), uint8 ``[len(ids), H, W, 3]``."""
+    if self._array is not None:
+      return self._array[np.asarray(ids)]
+    wanted = set(ids)
+    return np.stack([f for i, f in enumerate(self.frames()) if i in wanted])
+
+  def whole(self) -> np.ndarray:
+    """Every frame, uint8 ``[T, H, W, 3]``."""
+    if self._array is not None:
+      return self._array
+    return np.concatenate([f[None] if f.ndim == 3 else f
+                           for f in self.frames()])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,55 +289,49 @@ class Reduction:
   """A reduced span and how it was made.
 
   Attributes:
-    video: uint8 ``[T, H, W, 3]`` reduced video.
+    video: uint8 ``[T, H, W, 3]`` reduced video; None when it was written to
+      a file or not made.
     flags: bool ``[T, h'', w'']`` refresh flags.
     significance: the map on the model crop ``[t', h', w']`` (CARV) or the
       full-frame motion-energy map; None for the fixed baselines.
     full_map: the map the schedule used ``[t', h'', w'']`` (or None).
     geometry: the :class:`ClipGeometry`.
+    grid: ``(t', h'', w'')`` chunk grid of the schedule.
+    clip_frames: the full-resolution frames the model clip was cut from
+      (CARV with an estimate; else None).
   """
-  video: np.ndarray
+  video: np.ndarray | None
   flags: np.ndarray
   significance: np.ndarray | None
   full_map: np.ndarray | None
   geometry: ClipGeometry
+  grid: tuple[int, int, int]
+  clip_frames: np.ndarray | None = None
 
   @property
   def refresh_fraction(self) -> float:
     return float(np.mean(self.flags))
 
 
-def significance_of(video: np.ndarray, params, config: STMAEConfig,
-                    key: jax.Array, *, estimator: str = 'visible',
-                    n_samples: int = DEFAULT_N_SAMPLES,
-                    mask_ratio: float = DEFAULT_MASK_RATIO,
-                    batch_size: int | None = None,
-                    progress: bool = False) -> tuple[jax.Array, ClipGeometry]:
-  """Crop significance ``[t', h', w']`` of a full-resolution span."""
-  if estimator not in ESTIMATORS:
-    raise ConfigError(f'estimator: expected one of {ESTIMATORS}, got '
-                      f'{estimator!r}')
-  if params is None:
-    raise ConfigError('params: the ST-MAE parameters are needed to estimate '
-                      'significance')
-  clip, geom = model_clip(video, config)
-  sig = estimate_significance(params, config, clip, key, n_samples=n_samples,
-                              mask_ratio=mask_ratio, batch_size=batch_size,
-                              estimator=estimator, progress=progress)
-  return sig, geom
-
-
-def reduce(video: np.ndarray, method: str, budget: int, *, params=None,
-           config: STMAEConfig | None = None, key: jax.Array | None = None,
+def reduce(video: np.ndarray | Span, method: str, budget: int, *,
+           params=None, config: STMAEConfig | None = None,
+           key: jax.Array | None = None,
            significance: jax.Array | None = None,
            n_samples: int = DEFAULT_N_SAMPLES,
            mask_ratio: float = DEFAULT_MASK_RATIO, invert: bool = False,
-           batch_size: int | None = None,
-           progress: bool = False) -> Reduction:
+           batch_size: int | None = None, progress: bool = False,
+           map_dtype: type = np.float32,
+           out: str | os.PathLike | None = None,
+           crf: float = 18, refresh: bool = True) -> Reduction:
   """Reduces a full-resolution span with CARV or a baseline at budget ``N``.
 
+  The one home of the sequence: the significance map (CARV: the model
+  clip's ST-MAE estimate carried onto the full frame; motion energy), the
+  refresh schedule, the refreshed video, and its x264 stream.
+
   Args:
-    video: uint8 ``[T, H, W, 3]``, any size, ``T >= config.num_frames``.
+    video: uint8 ``[T, H, W, 3]``, any size, ``T >= config.num_frames``; or
+      a :class:`Span` (a video file, streamed).
     method: one of :data:`METHODS`.
     budget: ``N``: on average a chunk is refreshed once every ``N`` frames.
     params, config: the ST-MAE; default :func:`load_default_model` (only
@@ -298,13 +342,23 @@ def reduce(video: np.ndarray, method: str, budget: int, *, params=None,
       (skips the estimate).
     n_samples, mask_ratio, batch_size, progress: of the estimate.
     invert: refresh low-significance chunks more (the paper's text).
+    map_dtype: the full-frame map is rounded to this dtype before the
+      schedule is made from it (float16: as a payload sends it).
+    out: write the reduced video here as x264 (``crf``, 4:2:0, odd sizes
+      edge-padded, the span's frame rate), streamed a block of frames at a
+      time, instead of returning it.
+    crf: x264 crf of ``out``.
+    refresh: False stops after the schedule: in a multi-process run the
+      processes that only share the estimate's work make no video.
 
   Returns:
-    A :class:`Reduction`.
+    A :class:`Reduction`; its flags cover the frames that decoded (a file
+    may hold fewer than its container promised).
   """
-  video = _check_video(video)
+  span = video if isinstance(video, Span) else Span.of_array(video)
   if method not in METHODS:
     raise ConfigError(f'method: expected one of {METHODS}, got {method!r}')
+  n = _budget(budget)
   _check_model(params, config)
   if config is None:
     if method.startswith('carv-') and significance is None:
@@ -312,26 +366,59 @@ def reduce(video: np.ndarray, method: str, budget: int, *, params=None,
     else:
       config = SMALL_CONFIG
   key = jax.random.key(0) if key is None else key
-  geom = clip_geometry(video.shape, config)
+  geom = clip_geometry(span.shape, config)
   grid = (config.grid[0], *geom.full_grid())
-  sig = full = None
-  if method.startswith('carv-'):
-    if significance is None:
-      sig, geom = significance_of(
-          video, params, config, key, estimator=method.split('-', 1)[1],
-          n_samples=n_samples, mask_ratio=mask_ratio, batch_size=batch_size,
-          progress=progress)
-    else:
-      sig = jnp.asarray(significance, jnp.float32)
-    full = full_frame_map(sig, geom)
-  flags, used = flags_for(method, video, budget, full_map=full, grid=grid,
-                          key=key, invert=invert)
-  reduced = schedule.apply_refresh(video, flags)
-  if method == 'motion-energy':
-    sig = full = used
-  as_np = (lambda a: None if a is None else np.asarray(a))
-  return Reduction(np.asarray(reduced), np.asarray(flags), as_np(sig),
-                   as_np(full), geom)
+  sig = clip_frames = None
+  if method.startswith('carv-') and significance is not None:
+    sig = np.asarray(jnp.asarray(significance, jnp.float32))
+  elif method.startswith('carv-'):
+    if params is None:
+      raise ConfigError('params: the ST-MAE parameters are needed to '
+                        'estimate significance')
+    clip_frames = span.pick(geom.frame_ids)
+    clip, _ = model_clip(clip_frames, config)
+    # A host copy: what follows runs on this process alone (a computation on
+    # the global array of a multi-process estimate would wait for the others).
+    sig = np.asarray(estimate_significance(
+        params, config, clip, key, n_samples=n_samples, mask_ratio=mask_ratio,
+        batch_size=batch_size, estimator=method.split('-', 1)[1],
+        progress=progress))
+  elif method == 'motion-energy':
+    sig = np.asarray(baselines.motion_energy(span.whole(), grid))
+  full = None
+  if sig is not None:
+    full = sig if method == 'motion-energy' else full_frame_map(sig, geom)
+    full = np.asarray(full, map_dtype)
+    grid = full.shape
+  flags = np.asarray(schedule_for(method, span.shape[0], n, grid=grid,
+                                  full_map=full, key=key, invert=invert))
+  reduced = None
+  if refresh:
+    reduced, written = _refresh(span, flags, out, crf)
+    flags = flags[:written]
+  return Reduction(reduced, flags, sig, full, geom, tuple(grid), clip_frames)
+
+
+def _refresh(span: Span, flags: np.ndarray, out, crf: float
+             ) -> tuple[np.ndarray | None, int]:
+  """The refreshed span, or None after writing it to ``out``; and its length."""
+  frame_bytes = span.shape[1] * span.shape[2] * 3
+  blocks = schedule.apply_refresh_stream(
+      span.frames(), flags,
+      block=max(1, min(32, _REFRESH_BLOCK_BYTES // frame_bytes)))
+  if out is None:
+    reduced = np.concatenate(list(blocks))
+    return reduced, len(reduced)
+  written = 0
+
+  def counted():
+    nonlocal written
+    for block in blocks:
+      written += len(block)
+      yield block
+
+  video_io.write_video(out, counted(), fps=span.fps, crf=crf)
+  return None, written
 
 
 @functools.lru_cache(maxsize=2)
@@ -382,14 +469,15 @@ def run_carv(video_path: str | os.PathLike, out_dir: str | os.PathLike, *,
              max_frames: int | None = None, crf: float = 18,
              batch_size: int | None = None,
              progress: bool = True) -> dict[str, pathlib.Path]:
-  """Reduces a video file with CARV and writes the results.
+  """Reduces a video file with CARV (:func:`reduce`) and writes the results.
 
-  The full-resolution frames are streamed twice: once to collect the clip
-  frames for the model, once through the refresh (``apply_refresh_stream``,
-  a block of frames on the device at a time). One significance map serves
-  the whole span: its ``t'`` temporal chunks are spread over the span, as
-  the clip frames were, so for long spans reduce shorter pieces
-  (``start``, ``max_frames``) to keep the map close to the content.
+  The full-resolution frames are streamed twice (a :class:`Span` of the
+  file): once to collect the clip frames for the model, once through the
+  refresh (``apply_refresh_stream``, a block of frames on the device at a
+  time) into the x264 encoder. One significance map serves the whole span:
+  its ``t'`` temporal chunks are spread over the span, as the clip frames
+  were, so for long spans reduce shorter pieces (``start``, ``max_frames``)
+  to keep the map close to the content.
 
   Args:
     video_path: any video ffmpeg reads.
@@ -413,69 +501,39 @@ def run_carv(video_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     (``flags.npy``), ``heatmap`` (``heatmap.png``).
   """
   from jaxvr.carv import figures
-  from jaxvr.video import io as video_io
 
   if estimator not in ESTIMATORS:
     raise ConfigError(f'estimator: expected one of {ESTIMATORS}, got '
                       f'{estimator!r}')
-  n = _budget(budget)
+  _budget(budget)
   _check_model(params, config)
   if config is None:
     params, config = load_default_model()
-  key = jax.random.key(0) if key is None else key
-  info = video_io.probe_video(video_path)
-  total = info.n_frames - int(start)
-  if max_frames is not None:
-    total = min(total, int(max_frames))
-  if total < config.num_frames:
+  span = Span.of_file(video_path, start=start, max_frames=max_frames)
+  if span.shape[0] < config.num_frames:
     raise SizeError(f'{video_path}: expected at least {config.num_frames} '
-                    f'frames from frame {start}, the file has {info.n_frames}')
-  geom = clip_geometry((total, info.height, info.width), config)
-  wanted = set(geom.frame_ids)
-  clip_frames = [f for i, f in enumerate(video_io.iter_frames(
-      video_path, start=start, max_frames=total)) if i in wanted]
-  clip, geom = model_clip(np.stack(clip_frames), config)
-  geom = dataclasses.replace(geom, num_frames=total, frame_ids=tuple(
-      clip_frame_ids(total, config.num_frames)))
-  sig = estimate_significance(params, config, clip, key, n_samples=n_samples,
-                              mask_ratio=mask_ratio, batch_size=batch_size,
-                              estimator=estimator, progress=progress)
+                    f'frames from frame {start}, got {span.shape[0]}')
   out = pathlib.Path(out_dir)
   paths = {'video': out / 'reduced.mp4', 'significance': out / 'significance.npy',
            'full_map': out / 'significance_full.npy', 'flags': out / 'flags.npy',
            'heatmap': out / 'heatmap.png'}
-  # A host copy: process 0 works on alone from here (a computation on the
-  # global array would wait for the other processes).
-  sig = np.asarray(sig)
-  if not is_main_process():
-    return paths  # Every process holds the same map; one reduces and writes.
-  full = full_frame_map(sig, geom)
-  flags = schedule.schedule_from_significance(full, total, n, invert=invert)
-  out.mkdir(parents=True, exist_ok=True)
-  written = 0
-
-  def reduced_blocks():
-    # Second pass over the file: refreshed blocks go to the encoder as they
-    # are made, so memory does not grow with the number of frames.
-    nonlocal written
-    frame_bytes = info.height * info.width * 3
-    for block in schedule.apply_refresh_stream(
-        video_io.iter_frames(video_path, start=start, max_frames=total), flags,
-        block=max(1, min(32, _REFRESH_BLOCK_BYTES // frame_bytes))):
-      written += len(block)
-      yield block
-
-  video_io.write_video(paths['video'], reduced_blocks(), fps=info.fps or 24,
-                       crf=crf)
-  if written < total:  # the container promised more frames than decode
-    flags = flags[:written]
-  for name, arr in (('significance', sig), ('full_map', full),
-                    ('flags', flags)):
-    files.save_npy(paths[name], np.asarray(arr))
-  frames_for_fig = np.stack(clip_frames)
+  # Every process holds the same map; one reduces and writes.
+  main = is_main_process()
+  if main:
+    out.mkdir(parents=True, exist_ok=True)
+  red = reduce(span, f'carv-{estimator}', budget, params=params,
+               config=config, key=key, n_samples=n_samples,
+               mask_ratio=mask_ratio, invert=invert, batch_size=batch_size,
+               progress=progress, out=paths['video'] if main else None,
+               crf=crf, refresh=main)
+  if not main:
+    return paths
+  for name, arr in (('significance', red.significance),
+                    ('full_map', red.full_map), ('flags', red.flags)):
+    files.save_npy(paths[name], arr)
   png = figures.significance_figure(
-      frames_for_fig, np.asarray(sig), geom=geom, frame_ids=geom.frame_ids,
+      red.clip_frames, red.significance, geom=red.geometry,
+      frame_ids=red.geometry.frame_ids,
       title=f'{pathlib.Path(video_path).name}: CARV {estimator}')
   files.write_bytes(paths['heatmap'], png)
   return paths
-

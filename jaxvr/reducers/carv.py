@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import struct
+import tempfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxvr import codecs, errors, payloads
-from jaxvr.carv import baselines, pipeline, schedule
+from jaxvr import errors, payloads
+from jaxvr.carv import pipeline, schedule
 from jaxvr.reducers.base import Payload, Reducer, register
-from jaxvr.video.transforms import pad_even
 
 #: x264 crf of the reduced video (near-transparent, so the reduction, not
 #: the codec, dominates the distortion).
@@ -50,7 +50,6 @@ _HEADER = struct.Struct('<4sBBBIHHBBBII')
 _MAGIC = b'CRV1'
 _WHAT = 'CARV payload'
 _METHOD_CODES = {m: i for i, m in enumerate(pipeline.METHODS)}
-_SENDS_MAP = ('carv-visible', 'carv-masked', 'motion-energy')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +87,7 @@ class CarvHeader:
     for name, g, most in (("grid t'", gt, t), ("grid h''", gh, h),
                           ("grid w''", gw, w)):
       payloads.check_range(_WHAT, name, g, 1, most)
-    expected_map = 2 * gt * gh * gw if method in _SENDS_MAP else 0
+    expected_map = 2 * gt * gh * gw if method in pipeline.MAP_METHODS else 0
     if n_map != expected_map:
       raise errors.PayloadError(
           f'{_WHAT}: map length {n_map} bytes, expected {expected_map} for '
@@ -106,19 +105,6 @@ class CarvHeader:
             f'{_WHAT}: the significance map holds NaN or infinite values')
     head = cls(method, budget, bool(invert), t, h, w, (gt, gh, gw), seed, n_map)
     return head, full_map, bytes(data[_HEADER.size + n_map:])
-
-
-def _flags(method: str, num_frames: int, grid: tuple[int, int, int],
-           budget: int, invert: bool, seed: int,
-           full_map: np.ndarray | None) -> jax.Array:
-  """The schedule from what the payload carries (both sides use this)."""
-  if method in _SENDS_MAP:
-    return schedule.schedule_from_significance(
-        jnp.asarray(full_map, jnp.float32), num_frames, budget, invert=invert)
-  if method == 'every-nth':
-    return baselines.every_nth_frame_flags(num_frames, grid[1:], budget)
-  return baselines.nth_random_chunk_flags(jax.random.key(seed), num_frames,
-                                          grid[1:], budget)
 
 
 class CarvReducer(Reducer):
@@ -150,56 +136,31 @@ class CarvReducer(Reducer):
     self.invert, self.seed, self.crf = bool(invert), int(seed), crf
     self._extras: dict = {}
 
-  def _model(self):
-    if self.config is None:
-      self.params, self.config = pipeline.load_default_model()
-    return self.params, self.config
-
-  def _full_map(self, video: np.ndarray, geom, grid) -> np.ndarray | None:
-    """float16 full-frame map of the methods that send one."""
-    if self.method == 'motion-energy':
-      m = baselines.motion_energy(video, grid)
-      self._extras = {'significance': np.asarray(m, np.float32)}
-    elif self.method.startswith('carv-'):
-      params, config = self._model()
-      sig, geom = pipeline.significance_of(
-          video, params, config, jax.random.key(self.seed),
-          estimator=self.method.split('-', 1)[1], n_samples=self.n_samples,
-          mask_ratio=self.mask_ratio)
-      self._extras = {'significance': np.asarray(sig, np.float32)}
-      m = pipeline.full_frame_map(sig, geom)
-    else:
-      self._extras = {}
-      return None
-    return np.asarray(m, np.float16)
-
   def encode(self, video: np.ndarray, fps: float) -> Payload:
     """Reduces ``video`` (uint8 ``[T, H, W, 3]``) and encodes the result."""
-    video = pipeline._check_video(video)
-    t, h, w, _ = video.shape
-    config = (self._model()[1] if self.method.startswith('carv-') else
-              self.config or pipeline.SMALL_CONFIG)
-    geom = pipeline.clip_geometry(video.shape, config)
-    t_chunks = config.num_frames // config.t_patch_size
-    grid = (min(t_chunks, t), *geom.full_grid())
-    full_map = self._full_map(video, geom, grid)
-    if full_map is not None:
-      grid = full_map.shape
-    flags = _flags(self.method, t, grid, self.budget, self.invert, self.seed,
-                   full_map)
-    reduced = np.asarray(schedule.apply_refresh(video, flags))
-    self._extras['flags'] = np.asarray(flags)
-    even = pad_even(reduced)
-    stream = codecs.encode(even, 'libx264', crf=self.crf, pix_fmt='yuv420p',
-                           fps=fps)
-    map_bytes = b'' if full_map is None else full_map.astype('<f2').tobytes()
+    span = pipeline.Span.of_array(video, fps)
+    with tempfile.TemporaryDirectory(prefix='jaxvr_carv_') as tmp:
+      path = os.path.join(tmp, 'reduced.mp4')
+      red = pipeline.reduce(
+          span, self.method, self.budget, params=self.params,
+          config=self.config, key=jax.random.key(self.seed),
+          n_samples=self.n_samples, mask_ratio=self.mask_ratio,
+          invert=self.invert, map_dtype=np.float16, out=path, crf=self.crf)
+      with open(path, 'rb') as f:
+        stream = f.read()
+    self._extras = ({} if red.significance is None else
+                    {'significance': red.significance})
+    self._extras['flags'] = red.flags
+    map_bytes = b'' if red.full_map is None else red.full_map.astype(
+        '<f2').tobytes()
+    t, h, w = span.shape
     header = payloads.pack_header(
         _WHAT, _HEADER, _MAGIC, _METHOD_CODES[self.method], self.budget,
-        int(self.invert), t, h, w, *grid, self.seed, len(map_bytes))
+        int(self.invert), t, h, w, *red.grid, self.seed, len(map_bytes))
     return Payload(header + map_bytes + stream, {
         'method': self.method, 'budget': self.budget, 'crf': self.crf,
         'map_bytes': len(map_bytes), 'video_bytes': len(stream),
-        'refresh_fraction': float(np.mean(np.asarray(flags)))})
+        'refresh_fraction': red.refresh_fraction})
 
   def decode(self, payload: Payload) -> np.ndarray:
     """Decodes the x264 stream and re-applies the hold of the schedule.
@@ -213,8 +174,9 @@ class CarvReducer(Reducer):
     decoded = payloads.decode_stream(
         _WHAT, stream, frames=head.frames, height=even[0],
         width=even[1])[:, :head.height, :head.width]
-    flags = _flags(head.method, head.frames, head.grid, head.budget,
-                   head.invert, head.seed, full_map)
+    flags = pipeline.schedule_for(
+        head.method, head.frames, head.budget, grid=head.grid,
+        full_map=full_map, key=jax.random.key(head.seed), invert=head.invert)
     return np.asarray(schedule.apply_refresh(decoded, flags))
 
   def extras(self) -> dict:
