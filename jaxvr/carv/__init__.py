@@ -13,7 +13,6 @@ from jaxvr.carv.baselines import (
 from jaxvr.carv.schedule import (
     apply_refresh,
     apply_refresh_stream,
-    reduce_video,
     refresh_flags,
     refresh_fraction,
     refresh_rates,
@@ -31,7 +30,7 @@ from jaxvr.carv.significance import (
 __all__ = [
     'apply_refresh', 'apply_refresh_stream', 'every_nth_frame_flags',
     'motion_energy', 'nth_random_chunk_flags', 'refresh_flags',
-    'reduce_video', 'refresh_fraction', 'refresh_rates',
+    'refresh_fraction', 'refresh_rates',
     'schedule_from_significance',
     'ESTIMATORS', 'estimate_significance', 'resolve_batch_size',
     'significance_from_sums', 'significance_sums', 'spearman',

@@ -197,25 +197,3 @@ def schedule_from_significance(significance: jax.Array, num_frames: int,
     raise ShapeError(f'num_frames: expected at least {rates.shape[0]} frames '
                      f"(one per temporal chunk), got {num_frames}")
   return refresh_flags(rates, int(num_frames))
-
-
-def reduce_video(video: jax.Array, significance: jax.Array, budget: float, *,
-                 invert: bool = False) -> tuple[jax.Array, jax.Array]:
-  """CARV reduction of a whole in-memory video of any size.
-
-  Args:
-    video: ``[T, H, W, C]`` full-resolution video (any dtype).
-    significance: ``[t', h', w']`` map (e.g. from ``estimate_significance``
-      on the resized clip, or ``motion_energy``).
-    budget: ``N``, mean refresh period in frames.
-    invert: see :func:`refresh_rates`.
-
-  Returns:
-    ``(reduced [T, H, W, C], flags bool [T, h', w'])``.
-  """
-  if np.ndim(video) != 4:
-    raise ShapeError(f'video: expected [T, H, W, C], got shape '
-                     f'{np.shape(video)}')
-  flags = schedule_from_significance(significance, np.shape(video)[0], budget,
-                                     invert=invert)
-  return apply_refresh(video, flags), flags

@@ -42,6 +42,7 @@ from jaxvr.sparsegan import normconv
 from jaxvr.sparsegan import payload as payload_lib
 from jaxvr.sparsegan.binarize import random_mask, straight_through_round
 from jaxvr.sparsegan.models import HOLE_NOISE_STD, Models, build_models
+from jaxvr.video.transforms import check_frames
 
 DEFAULT_WEIGHTS = 'sparsegan_small'
 # Bundled No-Mask-Gen inpainting generators, by random-mask density.
@@ -168,17 +169,6 @@ def _weights(weights: SparseGan | str | os.PathLike | None) -> SparseGan:
   return load(weights)
 
 
-def _check_video(name: str, video: np.ndarray) -> np.ndarray:
-  video = np.asarray(video)
-  if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
-    raise errors.ShapeError(f'{name}: expected uint8 [T, H, W, 3], got '
-                            f'{video.dtype} {video.shape}')
-  if min(video.shape[:3]) < 1:
-    raise errors.ShapeError(f'{name}: expected a non-empty video, got shape '
-                            f'{video.shape}')
-  return video
-
-
 def _to_clips(x: np.ndarray, size: int, length: int, mode: str) -> np.ndarray:
   """``[T, H, W, C]`` -> ``[N, length, size, size, C]`` (tiles x windows)."""
   t, h, w, _ = x.shape
@@ -237,7 +227,7 @@ def predict_mask(video: np.ndarray, weights: SparseGan | None = None, *,
       weights).
   """
   w = _weights(weights)
-  video = _check_video('video', video)
+  video = check_frames(video, 'video')
   if not w.has_mask_generator:
     raise errors.ConfigError('weights: these are No-Mask-Gen (random-mask) '
                              'weights without a mask generator; use '
@@ -283,7 +273,7 @@ def inpaint(sparse: np.ndarray, mask: np.ndarray,
     uint8 ``[T, H, W, 3]``; kept pixels equal ``sparse`` exactly.
   """
   w = _weights(weights)
-  sparse = _check_video('sparse', sparse)
+  sparse = check_frames(sparse, 'sparse')
   mask = np.asarray(mask).astype(bool)
   if mask.shape != sparse.shape[:3]:
     raise errors.ShapeError(f'mask: expected shape {sparse.shape[:3]} like '
@@ -323,7 +313,7 @@ def encode(video: np.ndarray, weights: SparseGan | None = None, *,
   Returns:
     The payload; ``payload.size`` is its byte count.
   """
-  video = _check_video('video', video)
+  video = check_frames(video, 'video')
   if mask is None:
     mask = predict_mask(video, weights, seed=seed)
   return payload_lib.encode(video, mask, fps=fps)
@@ -332,7 +322,7 @@ def encode(video: np.ndarray, weights: SparseGan | None = None, *,
 def encode_random(video: np.ndarray, density: float, *, fps: float = 24.0,
                   seed: int = 0) -> payload_lib.SparsePixelPayload:
   """Encodes a video with an exact-count random mask of ``density``."""
-  video = _check_video('video', video)
+  video = check_frames(video, 'video')
   return payload_lib.encode(
       video, random_video_mask(video.shape[:3], density, seed=seed), fps=fps)
 

@@ -130,21 +130,27 @@ def luma(rgb, dtype=jnp.float32):
   return y + _LUMA_OFFSET
 
 
-def check_frames(frames) -> np.ndarray:
-  """``frames`` as a contiguous uint8 ``[T, H, W, 3]`` RGB array, ``T >= 1``.
+def check_frames(frames, name: str = 'frames') -> np.ndarray:
+  """``frames`` as a contiguous uint8 ``[T, H, W, 3]`` RGB array, no empty axis.
+
+  Args:
+    frames: the array to check.
+    name: what the caller calls it, for the error message.
 
   Raises:
-    ShapeError: another shape or dtype, or no frames.
+    ShapeError: another shape or dtype, or an empty axis.
   """
   frames = np.asarray(frames)
   if frames.ndim != 4 or frames.shape[-1] != 3:
     raise errors.ShapeError(
-        f'frames: expected uint8 [T,H,W,3] RGB, got shape {frames.shape}')
+        f'{name}: expected uint8 [T,H,W,3] RGB, got shape {frames.shape}')
   if frames.dtype != np.uint8:
     raise errors.ShapeError(
-        f'frames: expected dtype uint8 (0..255 RGB), got {frames.dtype}')
-  if frames.shape[0] == 0:
-    raise errors.ShapeError('frames: expected at least one frame, got T=0')
+        f'{name}: expected dtype uint8 (0..255 RGB), got {frames.dtype}')
+  if min(frames.shape[:3]) == 0:
+    raise errors.ShapeError(
+        f'{name}: expected at least one frame of at least one pixel, got '
+        f'shape {frames.shape}')
   return np.ascontiguousarray(frames)
 
 
