@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-from jaxvr import errors, files
+from jaxvr import errors, files, payloads
 from jaxvr.video import ffmpeg
 from jaxvr.video import io as video_io
 from jaxvr.video.transforms import check_frames
@@ -140,3 +140,31 @@ def lossless_reference_size(frames, fps: float = 24) -> int:
   """Bytes of lossless x264 (``-qp 0``, yuv444p): the compression-factor base."""
   return len(encode(frames, 'libx264', lossless=True, pix_fmt='yuv444p',
                     fps=fps))
+
+
+def decode_stream(what: str, data: bytes, *, height: int, width: int,
+                  frames: int | None = None) -> np.ndarray:
+  """Decodes an inner video stream that must match its payload's header.
+
+  The container is probed first: its frame size must be ``height x width``
+  and its packet count at most ``frames`` (or what
+  :data:`jaxvr.payloads.LIMITS` allow), so a doctored stream cannot make
+  ffmpeg produce more than the header promised.
+
+  Returns:
+    uint8 ``[T, height, width, 3]``, with ``T == frames`` when given.
+  """
+  if not data:
+    raise errors.PayloadError(f'{what}: the video stream is empty')
+  max_frames = frames if frames is not None else max(
+      1, min(payloads.LIMITS.max_frames, payloads.LIMITS.max_pixels // (height * width)))
+  try:
+    video = decode(data, expect_size=(height, width),
+                          max_frames=max_frames)
+  except errors.JaxvrError as err:
+    raise errors.PayloadError(f'{what}: video stream: {err}') from None
+  if frames is not None and video.shape[0] != frames:
+    raise errors.PayloadError(
+        f'{what}: video stream holds {video.shape[0]} frames, header '
+        f'promises {frames}')
+  return video

@@ -13,7 +13,8 @@ allocated or decompressed:
 * compressed parts are inflated with an output bound of the size the header
   promises (:func:`inflate`), and inner video streams are probed and must
   show the promised size and at most the promised frame count before they
-  are decoded (:func:`decode_stream`).
+  are decoded (:func:`jaxvr.codecs.decode_stream`, which checks them
+  against :data:`LIMITS`).
 
 Anything malformed raises :class:`jaxvr.errors.PayloadError` naming the
 payload, the field, its value and what was expected; LZMA errors and
@@ -26,8 +27,6 @@ import dataclasses
 import lzma
 import math
 import struct
-
-import numpy as np
 
 from jaxvr import errors
 
@@ -209,32 +208,3 @@ def inflate(what: str, part: str, data: bytes, size: int) -> bytes:
         f'{what}: {part} has {len(decomp.unused_data)} stray bytes after its '
         'end')
   return out
-
-
-def decode_stream(what: str, data: bytes, *, height: int, width: int,
-                  frames: int | None = None) -> np.ndarray:
-  """Decodes an inner video stream that must match its payload's header.
-
-  The container is probed first: its frame size must be ``height x width``
-  and its packet count at most ``frames`` (or what :data:`LIMITS` allow), so a
-  doctored stream cannot make ffmpeg produce more than the header promised.
-
-  Returns:
-    uint8 ``[T, height, width, 3]``, with ``T == frames`` when given.
-  """
-  from jaxvr import codecs
-
-  if not data:
-    raise errors.PayloadError(f'{what}: the video stream is empty')
-  max_frames = frames if frames is not None else max(
-      1, min(LIMITS.max_frames, LIMITS.max_pixels // (height * width)))
-  try:
-    video = codecs.decode(data, expect_size=(height, width),
-                          max_frames=max_frames)
-  except errors.JaxvrError as err:
-    raise errors.PayloadError(f'{what}: video stream: {err}') from None
-  if frames is not None and video.shape[0] != frames:
-    raise errors.PayloadError(
-        f'{what}: video stream holds {video.shape[0]} frames, header '
-        f'promises {frames}')
-  return video

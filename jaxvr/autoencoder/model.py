@@ -198,7 +198,7 @@ def decode_video(params, config: AEConfig, data: bytes) -> np.ndarray:
   """
   head = LatentHeader.parse(data)
   n, height, width = head.stream_shape()
-  frames = payloads.decode_stream(_WHAT, bytes(data[_HEADER.size:]),
+  frames = codecs.decode_stream(_WHAT, bytes(data[_HEADER.size:]),
                                   frames=n, height=height, width=width)
   w2 = frames.shape[2] // 2
   latent = np.concatenate([frames[:, :, :w2], frames[:, :, w2:]], axis=-1)

@@ -38,7 +38,7 @@ import tempfile
 import jax
 import numpy as np
 
-from jaxvr import errors, payloads
+from jaxvr import codecs, errors, payloads
 from jaxvr.carv import pipeline, schedule
 from jaxvr.reducers.base import Payload, Reducer, register
 
@@ -171,7 +171,7 @@ class CarvReducer(Reducer):
     """
     head, full_map, stream = CarvHeader.parse(payload.data)
     even = (head.height + head.height % 2, head.width + head.width % 2)
-    decoded = payloads.decode_stream(
+    decoded = codecs.decode_stream(
         _WHAT, stream, frames=head.frames, height=even[0],
         width=even[1])[:, :head.height, :head.width]
     flags = pipeline.schedule_for(

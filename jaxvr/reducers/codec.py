@@ -44,7 +44,7 @@ class CodecReducer(Reducer):
           'header and a video stream (truncated)')
     h, w = _SIZE.unpack_from(data)
     payloads.check_video(_WHAT, None, h, w)
-    return payloads.decode_stream(_WHAT, data[_SIZE.size:], height=h + h % 2,
+    return codecs.decode_stream(_WHAT, data[_SIZE.size:], height=h + h % 2,
                                   width=w + w % 2)[:, :h, :w]
 
 

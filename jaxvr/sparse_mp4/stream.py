@@ -189,7 +189,7 @@ def decode_observed(payload: SparseMP4Payload) -> tuple[np.ndarray, np.ndarray]:
     ``[T, He, We]``.
   """
   n_kept, height, width = payload.stream_shape()
-  kept = payloads.decode_stream(_WHAT, payload.stream,
+  kept = codecs.decode_stream(_WHAT, payload.stream,
                                 frames=n_kept, height=height, width=width)
   if payload.layout == 'packed':
     kept = unpack(kept, payload.parity)
