@@ -40,6 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxvr import compare, files
+from jaxvr.carv import clip as carv_clip
 from jaxvr.carv import figures, pipeline
 from jaxvr.carv.significance import (
     significance_from_sums,
@@ -93,7 +94,7 @@ def significance_maps(name: str, video: np.ndarray, params, config, key,
   Returns the model-resolution clip (for the mask-ratio study).
   """
   n = pipeline.DEFAULT_N_SAMPLES
-  clip, _ = pipeline.model_clip(video, config)
+  clip, _ = carv_clip.model_clip(video, config)
   sums = [significance_sums(params, config, clip, k, n_samples=n,
                             mask_ratio=pipeline.DEFAULT_MASK_RATIO,
                             progress=False)

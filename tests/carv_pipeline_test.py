@@ -8,6 +8,7 @@ import pytest
 import jaxvr.stmae as stmae
 from jaxvr import carv
 from jaxvr.assets import sample_clip_path
+from jaxvr.carv import clip as carv_clip
 from jaxvr.carv import figures, pipeline
 from jaxvr.checkpoint import save_params
 from jaxvr.errors import CheckpointError, ConfigError, ShapeError, SizeError
@@ -36,7 +37,7 @@ def carv_reduction(parity_model, sample_video):
 
 def test_geometry_square_frame_is_identity(parity_model):
   _, config = parity_model
-  geom = pipeline.clip_geometry((8, 96, 96, 3), config)
+  geom = carv_clip.clip_geometry((8, 96, 96, 3), config)
   assert geom.full_grid() == config.grid[1:]
   np.testing.assert_array_equal(geom.axis_index(0), np.arange(4))
   np.testing.assert_array_equal(geom.axis_index(1), np.arange(4))
@@ -45,7 +46,7 @@ def test_geometry_square_frame_is_identity(parity_model):
 
 def test_geometry_wide_frame(parity_model):
   _, config = parity_model
-  geom = pipeline.clip_geometry((20, 144, 176, 3), config)
+  geom = carv_clip.clip_geometry((20, 144, 176, 3), config)
   # short side 144 -> 32, so 176 -> round(39.1) = 39, crop offset 3
   assert geom.resized_hw == (32, 39) and geom.crop_offset == (0, 3)
   # crop chunks are 8 px of 32 -> 36 px of the 144 px frame; 176 / 36 = 4.9
@@ -62,7 +63,7 @@ def test_geometry_wide_frame(parity_model):
 
 def test_model_clip_matches_manual_preprocessing(parity_model, sample_video):
   _, config = parity_model
-  clip, geom = pipeline.model_clip(sample_video, config)
+  clip, geom = carv_clip.model_clip(sample_video, config)
   assert clip.shape == config.video_shape and clip.dtype == np.float32
   frames = sample_video[list(geom.frame_ids)].astype(np.float32)
   manual = transforms.resize(frames, (32, 39))[:, :, 3:35]
@@ -74,7 +75,7 @@ def test_carv_reduction_follows_its_schedule(parity_model, sample_video,
                                              carv_reduction):
   params, config = parity_model
   red = carv_reduction
-  clip, _ = pipeline.model_clip(sample_video, config)
+  clip, _ = carv_clip.model_clip(sample_video, config)
   sig = carv.estimate_significance(params, config, clip, jax.random.key(3),
                                    n_samples=N_SAMPLES, mask_ratio=RATIO,
                                    progress=False)
@@ -255,7 +256,7 @@ def test_bundled_model_ships():
 def test_bundled_model_bfloat16_agrees():
   import dataclasses
   params, config = pipeline.load_default_model()
-  clip, _ = pipeline.model_clip(video_io.read_video(
+  clip, _ = carv_clip.model_clip(video_io.read_video(
       sample_clip_path(), max_frames=16), config)
   maps = [carv.estimate_significance(
       params, dataclasses.replace(config, dtype=d), clip, jax.random.key(0),
