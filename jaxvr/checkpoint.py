@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from jaxvr import files
@@ -325,8 +326,8 @@ def _save_params_every_process(directory: pathlib.Path, params: Any,
   sharding.sync_processes('save_params: done')
 
 
-def load_params(directory: str | os.PathLike,
-                abstract: Any = None) -> tuple[Any, dict]:
+def load_params(directory: str | os.PathLike, abstract: Any = None, *,
+                float_dtype: Any = None) -> tuple[Any, dict]:
   """Loads what :func:`save_params` wrote.
 
   Args:
@@ -334,6 +335,8 @@ def load_params(directory: str | os.PathLike,
     abstract: pytree of ``jax.ShapeDtypeStruct`` (with shardings) to restore
       into; None restores the saved shapes and dtypes onto the first local
       device.
+    float_dtype: with ``abstract`` None, restore every floating-point array
+      as this dtype (e.g. float32 compute weights from a float16 bundle).
 
   Returns:
     ``(params, config)``, config being a plain dict.
@@ -354,9 +357,14 @@ def load_params(directory: str | os.PathLike,
       meta = checkpointer.metadata(params_dir).item_metadata.tree
       device = jax.local_devices()[0]
       sharding = jax.sharding.SingleDeviceSharding(device)
-      abstract = jax.tree.map(
-          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
-          meta)
+
+      def leaf(m):
+        dtype = m.dtype
+        if float_dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+          dtype = float_dtype
+        return jax.ShapeDtypeStruct(m.shape, dtype, sharding=sharding)
+
+      abstract = jax.tree.map(leaf, meta)
     params = checkpointer.restore(params_dir, abstract)
   except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
     raise CheckpointError(

@@ -136,6 +136,20 @@ def test_save_and_load_params(tmp_path):
 
 
 
+def test_float16_weights_load_as_float32(tmp_path):
+  params = {'w': jnp.linspace(-2.0, 3.0, 12).reshape(3, 4),
+            'step': jnp.arange(3, dtype=jnp.int32)}
+  half = jax.tree.map(
+      lambda x: x.astype(jnp.float16) if x.dtype == jnp.float32 else x, params)
+  out = checkpoint.save_params(tmp_path / 'half', half, {})
+  stored, _ = checkpoint.load_params(out)
+  assert stored['w'].dtype == jnp.float16
+  loaded, _ = checkpoint.load_params(out, float_dtype=jnp.float32)
+  assert loaded['w'].dtype == jnp.float32 and loaded['step'].dtype == jnp.int32
+  np.testing.assert_array_equal(loaded['w'], half['w'].astype(jnp.float32))
+  np.testing.assert_array_equal(loaded['step'], params['step'])
+
+
 def test_failed_save_params_keeps_previous_export(tmp_path, monkeypatch):
   params = _make_state(3).params
   out = checkpoint.save_params(tmp_path / 'weights', params, {'width': 8})

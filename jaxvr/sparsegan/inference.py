@@ -147,7 +147,8 @@ def load(directory: str | os.PathLike | None = None) -> SparseGan:
     raise errors.CheckpointError(
         f'sparse GAN weights {path}: no such folder; train weights with '
         '`python -m train.sparse_gan ... --export DIR`')
-  params, cfg = checkpoint.load_params(path)
+  # Bundled weights may be stored as float16 (half the bytes); compute in f32.
+  params, cfg = checkpoint.load_params(path, float_dtype=jnp.float32)
   if 'model' not in cfg or 'data' not in cfg or 'frame' not in params:
     raise errors.CheckpointError(
         f'sparse GAN weights {path}: expected frame-generator parameters and '

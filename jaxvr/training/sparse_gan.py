@@ -278,7 +278,7 @@ def with_init_weights(state: ts.GanState,
   folder = config.get('init_weights')
   if not folder:
     return state
-  saved, _ = checkpoint.load_params(folder)
+  saved, _ = checkpoint.load_params(folder, float_dtype=jnp.float32)
   params = dict(state.gen.params)
   for name in ('frame', 'mask'):
     if name not in saved or name not in params:
