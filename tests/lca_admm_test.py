@@ -80,3 +80,16 @@ def test_bad_input_is_refused():
     lca.admm(x, kernels, lam=-0.1, n_steps=5)
   with pytest.raises(ShapeError, match='kernels'):
     lca.admm(x, kernels[:, :, :, :3].repeat(2, axis=1), lam=LAM, n_steps=5)
+
+
+def test_reaches_the_race_optimum(fixtures_dir):
+  # The CSC race problem (128x128 frame, 32 8x8 kernels, lam 0.1) with its
+  # optimum F* from an independent float64 solve.
+  d = np.load(fixtures_dir / 'csc_race.npz')
+  x = jnp.asarray(d['image'][None], jnp.float32)
+  kernels = jnp.asarray(d['kernels'][:, None], jnp.float32)
+  _, trace = lca.admm(x, kernels, lam=float(d['lam']), n_steps=150,
+                      return_trace=True)
+  gap = (np.asarray(trace, np.float64) - float(d['Fstar'])) / float(d['Fstar'])
+  assert gap[-1] < 1e-3
+  assert gap[-1] > -1e-5  # F* is the minimum
