@@ -15,7 +15,11 @@ downscaling is applied. Higher is better; identical frames give exactly 1.
 
 Moments are computed on frames shifted by a per-frame constant, which leaves
 the variances and covariance unchanged in exact arithmetic and avoids most of
-the float32 cancellation in ``E[x^2] - mu^2``.
+the float32 cancellation in ``E[x^2] - mu^2``. They are taken of the sum
+``u = x + y`` and the difference ``v = x - y`` rather than of ``x`` and ``y``
+(four maps either way): identical frames then give ``v = 0`` exactly and SSIM
+exactly 1 whatever the rounding, and swapping the frames gives the same value
+bit for bit.
 """
 
 from __future__ import annotations
@@ -70,36 +74,56 @@ def _taps(dtype):
 
 @functools.partial(jax.jit, static_argnames=('dtype',))
 def _shift(ref, dist, dtype):
-  """Per-frame constant ``[T, 1, 1]`` subtracted before forming moments."""
-  return 0.5 * (jnp.mean(ref.astype(dtype), axis=(1, 2), keepdims=True)
-                + jnp.mean(dist.astype(dtype), axis=(1, 2), keepdims=True))
+  """Per-frame constant ``[T, 1, 1]`` subtracted before forming moments.
+
+  The mean of ``x + y`` over the frame, halved: one reduction, and the same
+  value bit for bit when the two frames are swapped.
+  """
+  both = ref.astype(dtype) + dist.astype(dtype)
+  return 0.5 * jnp.mean(both, axis=(1, 2), keepdims=True)
 
 
 @functools.partial(jax.jit, static_argnames=('dtype',))
 def _vertical(ref, dist, shift, dtype):
-  """Shifted moment maps filtered along H: ``[4, T, H-10, W]``."""
+  """Sum/difference moment maps filtered along H: four ``[T, H-10, W]`` maps.
+
+  With ``u = x + y`` and ``v = x - y`` (shifted), the four maps are the local
+  means of ``u``, ``v``, ``u^2`` and ``v^2``. Each map is filtered straight
+  from the input frames: XLA fuses the cast, shift and product into every
+  tap, so no full-size moment map is written (stacking the maps first costs
+  a write and a read of four float clips, on CPU in fresh pages every call).
+  """
   xc = ref.astype(dtype) - shift
   yc = dist.astype(dtype) - shift
-  # SSIM needs only the sum of the two variances, so E[x^2] + E[y^2] is one map.
-  stack = jnp.stack([xc, yc, xc * xc + yc * yc, xc * yc])
-  return _valid_filter(stack, _taps(dtype), axis=2)
+  u = xc + yc
+  v = xc - yc
+  taps = _taps(dtype)
+  return tuple(_valid_filter(m, taps, axis=1) for m in (u, v, u * u, v * v))
 
 
 @jax.jit
-def _horizontal_map(part, shift, data_range):
-  """Filters along W and forms the SSIM map ``[T, H-10, W-10]``."""
-  dtype = part.dtype
-  m = _valid_filter(part, _taps(dtype), axis=3)
-  mxc, myc, e2, exy = m[0], m[1], m[2], m[3]
-  vsum = e2 - mxc * mxc - myc * myc
-  cxy = exy - mxc * myc
-  mx = mxc + shift
-  my = myc + shift
+def _horizontal_map(parts, shift, data_range):
+  """Filters the four maps along W and forms the SSIM map ``[T, H-10, W-10]``.
+
+  In terms of ``u`` and ``v``: ``2 mu_x mu_y = (U^2 - V^2) / 2`` and
+  ``mu_x^2 + mu_y^2 = (U^2 + V^2) / 2`` with ``U = mu_u``, ``V = mu_v``;
+  ``2 sigma_xy = (var_u - var_v) / 2`` and ``sigma_x^2 + sigma_y^2 =
+  (var_u + var_v) / 2``. Identical frames give ``v = 0`` exactly, so the
+  numerator and denominator are the same expression and SSIM is exactly 1;
+  swapping the frames only flips the sign of ``v``, so SSIM is exactly
+  symmetric.
+  """
+  dtype = parts[0].dtype
+  taps = _taps(dtype)
+  mu, mv, eu, ev = (_valid_filter(p, taps, axis=2) for p in parts)
+  big_u = mu + 2.0 * shift
+  var_u = eu - mu * mu
+  var_v = ev - mv * mv
   L = jnp.asarray(data_range, dtype)
-  c1 = (K1 * L) ** 2
-  c2 = (K2 * L) ** 2
-  num = (2.0 * mx * my + c1) * (2.0 * cxy + c2)
-  den = (mx * mx + my * my + c1) * (vsum + c2)
+  c1 = 2.0 * (K1 * L) ** 2
+  c2 = 2.0 * (K2 * L) ** 2
+  num = (big_u * big_u - mv * mv + c1) * (var_u - var_v + c2)
+  den = (big_u * big_u + mv * mv + c1) * (var_u + var_v + c2)
   return num / den
 
 
@@ -110,11 +134,13 @@ def _frame_mean(smap):
 
 def _ssim_impl(ref, dist, data_range, dtype, return_map):
   # Separate compiled stages: on CPU, XLA runs these several times faster as
-  # separate programs than fused into one (the reductions fused with the
-  # filters run slowly). Under an outer jit they become one program again.
+  # separate programs than fused into one (in one program XLA fuses the
+  # vertical pass into every tap of the horizontal one, and the reduction
+  # fused with the filters runs slowly). Under an outer jit they become one
+  # program again.
   shift = _shift(ref, dist, dtype=dtype)
-  part = _vertical(ref, dist, shift, dtype=dtype)
-  smap = _horizontal_map(part, shift, data_range)
+  parts = _vertical(ref, dist, shift, dtype=dtype)
+  smap = _horizontal_map(parts, shift, data_range)
   per_frame = _frame_mean(smap)
   return (per_frame, smap) if return_map else per_frame
 
