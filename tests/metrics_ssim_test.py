@@ -1,5 +1,7 @@
 """SSIM (Wang settings) against the scikit-image reference fixture."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,6 +67,21 @@ def test_jittable(metrics_ref):
   d = jnp.asarray(metrics_ref['blurnoise__dis'])
   got = jax.jit(metrics.ssim)(r, d)
   np.testing.assert_allclose(got, metrics_ref['blurnoise__ssim_per_frame'], atol=1e-5)
+
+
+def test_steps_do_not_change_the_result(metrics_ref, monkeypatch):
+  mod = importlib.import_module('jaxvr.metrics.ssim')
+  r, d = metrics_ref['blurnoise__ref'], metrics_ref['blurnoise__dis']
+  whole, whole_maps = metrics.ssim(r, d, return_map=True)
+  assert mod._steps(r, jnp.float32) == [(0, r.shape[0])]
+  # One frame per step at most: 9 frames in steps of 1.
+  monkeypatch.setattr(mod, 'CPU_STEP_BYTES', 1)
+  assert len(mod._steps(r, jnp.float32)) == r.shape[0]
+  stepped, stepped_maps = metrics.ssim(r, d, return_map=True)
+  np.testing.assert_allclose(stepped, whole, rtol=0, atol=1e-7)
+  np.testing.assert_allclose(stepped_maps, whole_maps, rtol=0, atol=1e-6)
+  # Under an outer jit the clip is one step whatever the budget.
+  np.testing.assert_allclose(jax.jit(metrics.ssim)(r, d), whole, rtol=0, atol=1e-6)
 
 
 def test_bad_input():

@@ -132,17 +132,50 @@ def _frame_mean(smap):
   return jnp.mean(smap, axis=(1, 2))
 
 
+# Bytes of the four filtered moment maps one CPU step may hold. On CPU every
+# call allocates those maps afresh; bounded steps keep them in reused memory
+# instead of new pages (page faults cost as much as the filtering there).
+# Accelerators get the whole clip in one step.
+CPU_STEP_BYTES = 8 << 20
+
+
+def _platform(x) -> str:
+  """Platform the computation on ``x`` runs on (its device, else the default)."""
+  if isinstance(x, jax.Array):
+    return next(iter(x.devices())).platform
+  return jax.devices()[0].platform
+
+
+def _steps(ref, dtype):
+  """``[(start, stop)]`` frame ranges of near-equal size covering the clip."""
+  t, h, w = ref.shape
+  if isinstance(ref, jax.core.Tracer) or _platform(ref) != 'cpu':
+    return [(0, t)]
+  per_frame = 4 * (h - WINDOW + 1) * w * np.dtype(dtype).itemsize
+  n = -(-t // max(1, CPU_STEP_BYTES // per_frame))
+  edges = [t * i // n for i in range(n + 1)]
+  return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _joined(parts):
+  return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
 def _ssim_impl(ref, dist, data_range, dtype, return_map):
   # Separate compiled stages: on CPU, XLA runs these several times faster as
   # separate programs than fused into one (in one program XLA fuses the
   # vertical pass into every tap of the horizontal one, and the reduction
   # fused with the filters runs slowly). Under an outer jit they become one
   # program again.
-  shift = _shift(ref, dist, dtype=dtype)
-  parts = _vertical(ref, dist, shift, dtype=dtype)
-  smap = _horizontal_map(parts, shift, data_range)
-  per_frame = _frame_mean(smap)
-  return (per_frame, smap) if return_map else per_frame
+  per_frame, maps = [], []
+  for start, stop in _steps(ref, dtype):
+    r, d = ref[start:stop], dist[start:stop]
+    shift = _shift(r, d, dtype=dtype)
+    smap = _horizontal_map(_vertical(r, d, shift, dtype=dtype), shift, data_range)
+    per_frame.append(_frame_mean(smap))
+    if return_map:
+      maps.append(smap)
+  return (_joined(per_frame), _joined(maps)) if return_map else _joined(per_frame)
 
 
 def ssim(ref, dist, data_range: float = 255.0, *, return_map: bool = False,
