@@ -368,8 +368,9 @@ def strred(ref, dist, *, dtype=jnp.float32, eig_dtype=None,
       ``dtype``). ``jnp.float64`` with ``dtype=float32`` is a cheap way to gain
       accuracy. 64-bit dtypes run eagerly under ``jax.enable_x64(True)``; under
       an outer ``jax.jit`` they need ``jax_enable_x64`` on globally.
-    frame_batch: frames filtered per step (memory bound; on accelerators a
-      larger value may be faster). Does not change the result.
+    frame_batch: frames filtered per step, both videos together (at least
+      one frame of each); bounds memory, on accelerators a larger value may be
+      faster. Does not change the result.
 
   Returns:
     A :class:`StrredResult`. ``strred``, ``strred_ssn`` and the four means are
