@@ -31,7 +31,7 @@ import numpy as np
 from jaxvr import files
 
 HEIGHT, WIDTH = 288, 352
-TARGETS = {'strred': 20.0, 'ssim': 3.0}
+TARGETS = {'strred': 100.0, 'ssim': 8.0}
 
 
 def read_luma(path: str, frames: int) -> np.ndarray:
