@@ -1,5 +1,6 @@
 """Weight conversion: official mae_st and PySlowFast state dicts -> Flax."""
 
+import dataclasses
 import fractions
 import json
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxvr.stmae as stmae
-from jaxvr.errors import CheckpointError
+from jaxvr.errors import CheckpointError, ConfigError
 
 
 @pytest.fixture(scope='session')
@@ -110,6 +111,21 @@ def test_conversion_rules(small):
   again = stmae.convert_state_dict(
       {'module.' + k: v for k, v in fused.items()}, config)
   jax.tree.map(np.testing.assert_array_equal, again, params)
+
+
+def test_export_inverts_conversion(small):
+  config, sd = small
+  params = stmae.convert_state_dict(sd, config)
+  back = stmae.export_state_dict(params, config)
+  assert set(back) == set(sd)
+  for key, value in sd.items():
+    np.testing.assert_array_equal(back[key], value, err_msg=key)
+  scanned = dataclasses.replace(config, scan_blocks=True)
+  again = stmae.export_state_dict(stmae.convert_state_dict(sd, scanned),
+                                  scanned)
+  jax.tree.map(np.testing.assert_array_equal, again, back)
+  with pytest.raises(ConfigError, match='mae_st'):
+    stmae.export_state_dict(params, stmae.pyslowfast_config(config))
 
 
 def test_pyslowfast_small_decoder_renaming(small):

@@ -21,7 +21,8 @@ Rules: ``Linear.weight [out, in]`` -> ``kernel = weight.T``; ``Conv3d.weight
 model expects, and every key must be used exactly once.
 
 For a ``scan_blocks`` config the result is stacked into that layout
-(:func:`jaxvr.stmae.stack_blocks`).
+(:func:`jaxvr.stmae.stack_blocks`). :func:`export_state_dict` applies the
+rules backwards (Flax parameters -> an official ``mae_st`` state dict).
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from jaxvr.errors import CheckpointError
+from jaxvr.errors import CheckpointError, ConfigError
 from jaxvr.stmae.forward import abstract_params
-from jaxvr.stmae.model import STMAEConfig, pyslowfast_config, stack_blocks
+from jaxvr.stmae.model import (
+    STMAEConfig,
+    pyslowfast_config,
+    stack_blocks,
+    unstack_blocks,
+)
 
 _WRAPPERS = ('model_state', 'model', 'state_dict')
 _PSF_BLOCK = re.compile(r'^pred_head\.transforms\.0\.(\d+)\.(.*)$')
@@ -211,6 +217,58 @@ def convert_state_dict(state_dict: Mapping[str, Any],
     raise CheckpointError('state_dict: does not fit the config ('
                           + '; '.join(problems) + ')')
   return stack_blocks(params, config) if config.scan_blocks else params
+
+
+def _torch_key(path: tuple[str, ...]) -> str:
+  """Flax path -> official key (inverse of :func:`_flax_path`)."""
+  head, *rest = path
+  m = re.match(r'^(decoder_blocks|blocks)_(\d+)$', head)
+  if m:
+    head = f'{m.group(1)}.{m.group(2)}'
+  elif head == 'patch_embed':
+    head = 'patch_embed.proj'
+  return '.'.join([head, *rest])
+
+
+def _export_leaf(path: tuple[str, ...], value: np.ndarray):
+  """Maps one Flax leaf to (official key, array) (inverse of _convert_leaf)."""
+  *module, leaf = path
+  if not module or leaf == 'bias':
+    return _torch_key(path), value
+  if leaf == 'scale':  # LayerNorm
+    return _torch_key((*module, 'weight')), value
+  if value.ndim == 2:  # Dense
+    return _torch_key((*module, 'weight')), value.T
+  return _torch_key((*module, 'weight')), value.transpose(4, 3, 0, 1, 2)
+
+
+def export_state_dict(params, config: STMAEConfig) -> dict[str, np.ndarray]:
+  """Flax parameters -> the official ``mae_st`` state dict.
+
+  The inverse of :func:`convert_state_dict` for the ``mae_st`` flavour:
+  ``kernel.T`` -> ``Linear.weight``, a ``[kt, p, p, C, D]`` conv kernel ->
+  ``Conv3d.weight [D, C, kt, p, p]``, ``scale`` -> LayerNorm ``weight``,
+  ``blocks_<i>`` -> ``blocks.<i>``, separate ``attn.q/k/v``.
+
+  Args:
+    params: parameters of ``config`` (either block layout).
+    config: the model config.
+
+  Returns:
+    ``{official key: float32 ndarray}``, loadable with ``load_state_dict``
+    into ``models_mae.MaskedAutoencoderViT`` of the same hyper-parameters.
+
+  Raises:
+    ConfigError: ``config`` is a PySlowFast variant (different key scheme).
+  """
+  if (config.decoder_cls_from_encoder or config.target_frames != 'linspace'
+      or config.decoder_sep != config.sep_pos_embed):
+    raise ConfigError('config: export_state_dict writes mae_st state dicts; '
+                      'a PySlowFast-style config has no mae_st equivalent')
+  if config.scan_blocks:
+    params = unstack_blocks(params, config)
+  return dict(_export_leaf(path, np.asarray(value, np.float32))
+              for path, value in _flatten(params))
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
