@@ -1,7 +1,8 @@
-r"""Speed of CARV significance: vmapped mask batches vs one mask at a time.
+r"""Speed of CARV significance: jaxvr's vmapped masks vs a loop and PyTorch.
 
-  python -m eval.bench_carv [--n_samples 500] [--batch_sizes 2,8,32]
-      [--model DIR | --random_init] [--repeats 2] [--json out.json]
+  python -m eval.bench_carv [--n_samples 500] [--loop_samples 100]
+      [--batch_sizes 2,8,32] [--model DIR | --random_init] [--repeats 2]
+      [--torch_threads 2] [--json out.json]
 
 The bench config: 16x112x112 clips, 2x16x16 tubelets, encoder 192 wide / 4
 deep / 3 heads, decoder 128 / 2 / 4, cls token and separable positional
@@ -9,25 +10,44 @@ tables, ``pred_t_dim`` 8, ``norm_pix_loss``, mask ratio 0.98, 500 masks
 (the bundled default model has exactly this shape and is used when present;
 ``--random_init`` uses fresh weights).
 
-Measured, compile time excluded, best of ``--repeats``:
+Every timed path does the same work per clip: the patch embedding and the
+loss target once, then for every mask (the same masks everywhere: sample
+``i`` uses the noise of ``fold_in(key, i)``) the encoder on the visible
+tokens, the decoder, the per-token error and the masked mean, accumulated
+into the per-chunk sums the significance maps are made from. Measured in
+one run, compile time excluded, best of ``--repeats``:
 
-* the vmapped path, ``jaxvr.carv.estimate_significance``: the patch
-  embedding and loss target once per video, then batches of masks through
-  one jitted scan (at each batch size of ``--batch_sizes``);
-* a per-sample loop of the same model, as the released code runs it: the
-  full official forward (patch embedding and target recomputed) for one
-  mask at a time, from Python;
-* the ratio, and the achieved FLOP/s: FLOPs per mask from XLA's cost
-  analysis of the compiled one-mask forward, divided by the time per mask;
+* jaxvr vmapped, ``jaxvr.carv.significance_sums``: batches of masks, one
+  compiled call per batch (at each batch size of ``--batch_sizes``); its
+  best batch is the reference of every ratio;
+* jaxvr per-mask loop: a Python loop calling a jitted one-mask function
+  (``--loop_samples`` masks), so ``loop / vmapped`` isolates batching;
+* PyTorch, the official ST-MAE architecture (``eval.torch_stmae``) with the
+  same weights (:func:`jaxvr.stmae.export_state_dict`), float32,
+  ``torch.inference_mode()``, ``torch.set_num_threads(--torch_threads)``:
+  one mask per forward (batch 1) and several (each of ``--batch_sizes``).
+  It is timed only after it reproduces the official parity fixture
+  (``tests/fixtures/stmae_parity_a.npz``) and jaxvr's per-mask losses on
+  the bench clip; without torch installed it is skipped with one line;
+* the achieved FLOP/s: FLOPs per mask from XLA's cost analysis of the
+  compiled per-mask part, divided by the time per mask;
 * the bfloat16 path (same weights, ``dtype='bfloat16'``): time per mask and
   the Spearman rank correlation of its maps (both estimators) with float32
   for the same masks.
+
+Ratios (printed and ``--json`` fields): ``ratio_loop_vs_vmapped``,
+``ratio_torch_batch1_vs_jaxvr`` and ``ratio_torch_best_vs_jaxvr`` (time per
+mask over jaxvr's best vmapped time per mask; above 1 = jaxvr faster).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib.util
+import os
+import pathlib
 import sys
 import time
 
@@ -38,7 +58,7 @@ import numpy as np
 from jaxvr import carv, files, stmae
 from jaxvr.carv.significance import sample_noise
 from jaxvr.errors import CheckpointError
-from jaxvr.stmae.forward import _from_tokens, forward_unjitted
+from jaxvr.stmae.forward import _from_tokens
 
 BENCH_CONFIG = dict(
     img_size=112, patch_size=16, in_chans=3, embed_dim=192, depth=4,
@@ -46,6 +66,11 @@ BENCH_CONFIG = dict(
     mlp_ratio=4.0, norm_pix_loss=True, num_frames=16, t_patch_size=2,
     pred_t_dim=8, sep_pos_embed=True, cls_embed=True)
 RATIO = 0.98
+FIXTURES = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'fixtures'
+# float32 agreement required before PyTorch is timed
+PARITY_TOL = 1e-4
+SUM_NAMES = ('loss_visible', 'n_visible', 'error_masked', 'n_masked',
+             'loss_total')
 
 
 def bench_video(config, seed: int = 0) -> jax.Array:
@@ -73,108 +98,228 @@ def load_model(args):
   return stmae.init_params(config, jax.random.key(0)), config, 'random init'
 
 
-def time_vmapped(params, config, video, key, n_samples, batch_size, repeats):
-  run = (lambda: carv.significance_sums(
-      params, config, video, key, n_samples=n_samples, mask_ratio=RATIO,
-      batch_size=batch_size, progress=False))
-  jax.block_until_ready(run())
-  best = float('inf')
+def best_time(run, n: int, repeats: int, warm: int) -> tuple[float, object]:
+  """``(best seconds per mask, last result)`` of ``run(n)`` (masks).
+
+  An untimed ``run(warm)`` first compiles and warms up; ``warm`` must cover
+  two calls of the compiled step (the second sees the first one's outputs).
+  """
+  run(warm)
+  best, out = float('inf'), None
   for _ in range(repeats):
     t0 = time.perf_counter()
-    sums = jax.block_until_ready(run())
+    out = run(n)
     best = min(best, time.perf_counter() - t0)
-  return best / n_samples, sums
+  return best / n, out
+
+
+def time_vmapped(params, config, video, key, n_samples, batch_size, repeats):
+  run = (lambda n: jax.block_until_ready(carv.significance_sums(
+      params, config, video, key, n_samples=n, mask_ratio=RATIO,
+      batch_size=batch_size, progress=False)))
+  return best_time(run, n_samples, repeats, 2 * batch_size)
+
+
+@functools.partial(jax.jit, static_argnames=('config', 'keep'))
+def _add_one_mask(sums, params, tokens, key, i, *, config, keep):
+  """``sums`` plus the per-chunk sums of mask ``i`` alone (no vmap)."""
+  noise = sample_noise(key, i[None], config.num_tokens)
+  out = _from_tokens(params, config, tokens, noise, keep)
+  mask, loss = out.mask[0], out.sample_loss[0]
+  return (sums[0] + loss * (1 - mask), sums[1] + (1 - mask),
+          sums[2] + out.per_token_loss[0] * mask, sums[3] + mask,
+          sums[4] + loss)
 
 
 def time_loop(params, config, video, key, n_samples, repeats):
-  """One official forward per mask (embedding and target recomputed)."""
-  noise = np.asarray(sample_noise(
-      key, jnp.arange(n_samples), config.num_tokens))
-  batch = video[None]
-  jax.block_until_ready(stmae.forward(params, config, batch,
-                                      noise=noise[:1], mask_ratio=RATIO))
-  best = float('inf')
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    for i in range(n_samples):
-      out = stmae.forward(params, config, batch, noise=noise[i:i + 1],
-                          mask_ratio=RATIO)
-      jax.block_until_ready(out.loss)
-    best = min(best, time.perf_counter() - t0)
-  return best / n_samples
+  """Python loop of one jitted call per mask, after the shared embedding."""
+  keep = stmae.len_keep(config.num_tokens, RATIO)
+
+  def run(n):
+    tokens = stmae.encode_tokens(params, config, video[None])
+    zeros = jnp.zeros((config.num_tokens,), jnp.float32)
+    sums = (zeros, zeros, zeros, zeros, jnp.zeros((), jnp.float32))
+    for i in range(n):
+      sums = jax.block_until_ready(_add_one_mask(
+          sums, params, tokens, key, jnp.int32(i), config=config, keep=keep))
+    return dict(zip(SUM_NAMES, sums, strict=True))
+
+  return best_time(run, n_samples, repeats, 2)
 
 
-def flops_per_mask(params, config, video) -> tuple[float, float]:
-  """XLA cost-analysis FLOPs: full one-mask forward, and the per-mask part."""
+def flops_per_mask(params, config, video) -> float:
+  """XLA cost-analysis FLOPs of the per-mask part (after the embedding)."""
   keep = stmae.len_keep(config.num_tokens, RATIO)
   noise = jnp.zeros((1, config.num_tokens), jnp.float32)
-  full = jax.jit(lambda p, v, n: forward_unjitted(
-      p, config, v, n, RATIO).loss).lower(params, video[None], noise)
   tokens = stmae.encode_tokens(params, config, video[None])
   part = jax.jit(lambda p, t, n: _from_tokens(
       p, config, t, n, keep).loss).lower(params, tokens, noise)
-  return tuple(float(c.compile().cost_analysis()['flops'])
-               for c in (full, part))
+  return float(part.compile().cost_analysis()['flops'])
+
+
+def map_agreement(sums_a, sums_b, config, n_samples) -> dict[str, float]:
+  """Spearman of the maps of two sum sets, per estimator."""
+  return {est: carv.spearman(
+      carv.significance_from_sums(sums_a, est, config.grid, n_samples),
+      carv.significance_from_sums(sums_b, est, config.grid, n_samples))
+          for est in carv.ESTIMATORS}
+
+
+def time_torch(params, config, video, key, n_samples, batch_sizes, repeats,
+               threads, ref_sums):
+  """PyTorch ST-MAE per-mask times at batch 1 and ``batch_sizes``.
+
+  Returns:
+    A result dict, or ``{'refused': reason}`` when the model disagrees with
+    the parity fixture or with jaxvr on the bench clip (nothing is timed).
+  """
+  import torch
+
+  from eval import torch_stmae
+
+  torch.set_num_threads(threads)
+  errors = torch_stmae.parity_errors(FIXTURES)
+  if max(errors.values()) > PARITY_TOL:
+    return {'refused': f'differs from the official parity fixture: {errors}'}
+  model = torch_stmae.TorchSTMAE(config).eval().load_arrays(
+      stmae.export_state_dict(params, config))
+  keep = stmae.len_keep(config.num_tokens, RATIO)
+  noise = torch.from_numpy(np.array(sample_noise(
+      key, jnp.arange(n_samples), config.num_tokens)))
+  clip = torch.as_tensor(np.asarray(video).transpose(3, 0, 1, 2)[None].copy())
+  check = stmae.forward_from_tokens(
+      params, config, stmae.encode_tokens(params, config, video[None]),
+      noise=noise[:4].numpy(), mask_ratio=RATIO).sample_loss
+
+  def run(batch, n):
+    with torch.inference_mode():
+      tokens, target = model.embed(clip), model.target(clip)
+      sums = None
+      for start in range(0, n, batch):
+        stats = torch_stmae.batch_sums(model.mask_losses(
+            tokens, target, noise[start:start + batch], keep))
+        sums = stats if sums is None else tuple(
+            a + b for a, b in zip(sums, stats, strict=True))
+      return {k: v.numpy() for k, v in zip(SUM_NAMES, sums, strict=True)}
+
+  with torch.inference_mode():
+    first = model.mask_losses(model.embed(clip), model.target(clip),
+                              noise[:4], keep)['sample_loss'].numpy()
+  rel = float(np.abs(first - np.asarray(check)).max()
+              / np.abs(np.asarray(check)).max())
+  if rel > PARITY_TOL:
+    return {'refused': f'per-mask losses differ from jaxvr by {rel:.2e}'}
+  ms = {}
+  for b in [1] + [x for x in batch_sizes if x != 1]:
+    sec, sums = best_time(functools.partial(run, b), n_samples, repeats,
+                          2 * b)
+    ms[b] = sec * 1e3
+  best = min(ms, key=ms.get)
+  spearman = map_agreement(sums, ref_sums, config, n_samples)
+  return {'version': torch.__version__, 'threads': threads,
+          'parity_fixture_max_abs_err': errors,
+          'bench_clip_loss_max_rel_diff': rel, 'ms_per_mask': ms,
+          'best_batch': best, 'spearman_vs_jaxvr': spearman}
+
+
+def print_torch(res, jax_ms, flops) -> dict:
+  """Prints the PyTorch rows and returns the ratio fields."""
+  if 'refused' in res:
+    print(f'PyTorch ST-MAE not timed: {res["refused"]}')
+    return {}
+  print(f'PyTorch {res["version"]} official ST-MAE, float32, '
+        f'{res["threads"]} threads (parity fixture max error '
+        f'{max(res["parity_fixture_max_abs_err"].values()):.1e}, bench-clip '
+        f'losses within {res["bench_clip_loss_max_rel_diff"]:.1e}):')
+  for b, ms in res['ms_per_mask'].items():
+    print(f'  torch float32, batch {b:3d}: {ms:7.2f} ms per mask, '
+          f'{flops / ms / 1e6:6.1f} GFLOP/s')
+  print('  Spearman torch vs jaxvr maps: ' + ', '.join(
+      f'{k} {v:.4f}' for k, v in res['spearman_vs_jaxvr'].items()))
+  ratios = {
+      'ratio_torch_batch1_vs_jaxvr': res['ms_per_mask'][1] / jax_ms,
+      'ratio_torch_best_vs_jaxvr': (res['ms_per_mask'][res['best_batch']]
+                                    / jax_ms)}
+  print(f'ratio torch batch 1 / jaxvr: '
+        f'{ratios["ratio_torch_batch1_vs_jaxvr"]:.2f}x; torch best batch '
+        f'({res["best_batch"]}) / jaxvr: '
+        f'{ratios["ratio_torch_best_vs_jaxvr"]:.2f}x')
+  return ratios
 
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--n_samples', type=int, default=500)
   p.add_argument('--loop_samples', type=int, default=100,
-                 help='masks timed in the per-sample loop')
+                 help='masks timed in the per-mask loop')
   p.add_argument('--batch_sizes', default='2,8,32')
   p.add_argument('--repeats', type=int, default=2)
   p.add_argument('--model', default=None)
   p.add_argument('--random_init', action='store_true')
+  p.add_argument('--torch_threads', type=int, default=2)
   p.add_argument('--json', default=None,
                  help='also write the results (ratios as fields) here')
   args = p.parse_args(sys.argv[1:] if argv is None else argv)
+  batch_sizes = [int(s) for s in args.batch_sizes.split(',')]
   params, config, origin = load_model(args)
   video = bench_video(config)
   key = jax.random.key(0)
   print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), '
-        f'weights: {origin}, {args.n_samples} masks at {RATIO}')
-  flops_full, flops_part = flops_per_mask(params, config, video)
-  print(f'FLOPs per mask (XLA cost analysis): full official forward '
-        f'{flops_full / 1e6:.0f} M, per-mask part after the shared '
-        f'embedding/target {flops_part / 1e6:.0f} M')
+        f'weights: {origin}, {args.n_samples} masks at {RATIO}; load '
+        f'average {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)')
+  flops = flops_per_mask(params, config, video)
+  print(f'FLOPs per mask after the shared embedding/target (XLA cost '
+        f'analysis): {flops / 1e6:.0f} M')
 
   results = {}
-  for b in [int(s) for s in args.batch_sizes.split(',')]:
+  for b in batch_sizes:
     sec, sums = time_vmapped(params, config, video, key, args.n_samples, b,
                              args.repeats)
     results[b] = (sec, sums)
-    print(f'vmapped float32, batch {b:3d}: {sec * 1e3:7.2f} ms per mask, '
-          f'{flops_part / sec / 1e9:6.1f} GFLOP/s')
+    print(f'jaxvr vmapped float32, batch {b:3d}: {sec * 1e3:7.2f} ms per '
+          f'mask, {flops / sec / 1e9:6.1f} GFLOP/s')
   best_b = min(results, key=lambda b: results[b][0])
   best, sums32 = results[best_b]
-  loop = time_loop(params, config, video, key, args.loop_samples,
-                   args.repeats)
-  print(f'per-sample loop float32 : {loop * 1e3:7.2f} ms per mask, '
-        f'{flops_full / loop / 1e9:6.1f} GFLOP/s')
+  loop, _ = time_loop(params, config, video, key, args.loop_samples,
+                      args.repeats)
+  print(f'jaxvr per-mask loop float32 : {loop * 1e3:7.2f} ms per mask, '
+        f'{flops / loop / 1e9:6.1f} GFLOP/s')
   print(f'ratio loop / vmapped (batch {best_b}): {loop / best:.2f}x')
+
+  if importlib.util.find_spec('torch') is None:
+    print("PyTorch ST-MAE skipped: torch is not installed "
+          "(pip install 'jaxvr[torch]')")
+    torch_res, torch_ratios = None, {}
+  else:
+    torch_res = time_torch(params, config, video, key, args.n_samples,
+                           batch_sizes, args.repeats, args.torch_threads,
+                           sums32)
+    torch_ratios = print_torch(torch_res, best * 1e3, flops)
 
   cfg16 = dataclasses.replace(config, dtype='bfloat16')
   sec16, sums16 = time_vmapped(params, cfg16, video, key, args.n_samples,
                                best_b, args.repeats)
-  print(f'vmapped bfloat16, batch {best_b:3d}: {sec16 * 1e3:7.2f} ms per mask')
-  spearman = {}
-  for est in carv.ESTIMATORS:
-    a = carv.significance_from_sums(sums32, est, config.grid, args.n_samples)
-    b = carv.significance_from_sums(sums16, est, config.grid, args.n_samples)
-    spearman[est] = float(carv.spearman(a, b))
-    print(f'Spearman bfloat16 vs float32 ({est}): {spearman[est]:.4f}')
+  print(f'jaxvr vmapped bfloat16, batch {best_b:3d}: {sec16 * 1e3:7.2f} ms '
+        f'per mask')
+  spearman = map_agreement(sums16, sums32, config, args.n_samples)
+  for est, rho in spearman.items():
+    print(f'Spearman bfloat16 vs float32 ({est}): {rho:.4f}')
+  print(f'load average at end: {os.getloadavg()[0]:.1f}')
   if args.json:
     files.write_json(args.json, {
         'backend': jax.default_backend(), 'weights': origin,
         'n_samples': args.n_samples, 'mask_ratio': RATIO,
-        'flops_per_mask': {'full_forward': flops_full,
-                           'after_shared_embedding': flops_part},
+        'loadavg': os.getloadavg(),
+        'flops_per_mask_after_shared_embedding': flops,
         'vmapped_f32_ms_per_mask': {str(b): results[b][0] * 1e3
                                     for b in results},
         'best_batch': best_b,
         'loop_f32_ms_per_mask': loop * 1e3,
         'ratio_loop_vs_vmapped': loop / best,
+        'torch': None if torch_res is None else {
+            k: ({str(b): v for b, v in x.items()} if k == 'ms_per_mask'
+                else x) for k, x in torch_res.items()},
+        **torch_ratios,
         'vmapped_bf16_ms_per_mask': sec16 * 1e3,
         'spearman_bf16_vs_f32': spearman})
   return 0
