@@ -2,128 +2,110 @@
 
 One 128x128 frame, 32 unit-norm 8x8 kernels, stride 1, VALID codes
 ``[32, 121, 121]``, lambda 0.1, ``F(a) = 1/2 ||x - Phi a||^2 + lam ||a||_1`` with
-the known optimum F*. Every solver starts from a = 0; the clock stops at the
-first iterate whose relative gap ``(F - F*) / F*`` is at most the tolerance.
+the known optimum F* (see :mod:`eval.csc_race`). Every solver starts from
+a = 0; its clock stops at the first iterate whose relative gap
+``(F - F*) / F*`` is at most the tolerance.
 
-Solvers, all in this one process:
+Solvers (:data:`SOLVERS`, name -> runner; ``--skip`` takes the keys):
 
-* jaxvr LCA (``jaxvr.lca.infer``, explicit Euler, dt/tau = 1/100 as
+* ``fista``: jaxvr FISTA with adaptive restart (``jaxvr.lca.fista``),
+  float32, including its power iteration for the step size;
+* ``sporco``: SPORCO ``ConvBPDN`` (ADMM, class defaults, ``FastSolve``), if
+  installed, with an ``L1Weight`` that forces the circularly wrapping codes
+  to zero so it solves the same linear problem; float64 (SPORCO computes in
+  float64 only);
+* ``scico``: SCICO ``AcceleratedPGM`` (plain FISTA, step 1/L) with SCICO's
+  convolution operator, float32, run by ``eval/scico_csc.py`` in the
+  interpreter given by ``--scico-python`` (SCICO pins its own jax);
+* ``numpy``: numpy FISTA with adaptive restart on numpy FFTs (step 1/L),
+  float32;
+* ``lca``: jaxvr LCA (``jaxvr.lca.infer``, explicit Euler, dt/tau = 1/100,
   lca-pytorch's default tau = 100), float32;
-* jaxvr FISTA with adaptive restart (``jaxvr.lca.fista``), float32, including
-  its power iteration for the step size;
-* SPORCO ``ConvBPDN`` (ADMM, class defaults, ``FastSolve``), if installed,
-  with an ``L1Weight`` that forces the circularly wrapping codes to zero so it
-  solves the same linear problem;
-* a numpy FISTA with adaptive restart on numpy FFTs (float64, step 1/L).
+* ``lcapt``: lca-pytorch's ``LCAConv2D`` step (``eval.torch_lca``: same
+  tensors, Gram-form inhibition, tau = 100), float32, torch with
+  ``--torch-threads`` threads; timed only after its codes match jaxvr LCA's
+  over the first ``PORT_CHECK_STEPS`` steps. It follows the same dynamics
+  as jaxvr LCA, so a run stopped by ``--lcapt-max-steps`` before the
+  tolerance is extrapolated at its own seconds per step to jaxvr LCA's step
+  count (and marked so).
 
-jaxvr times exclude compilation (ahead-of-time ``lower().compile()``, reported
-separately): the number of steps to the tolerance is read from one run with
-the energy trace, then a run of exactly that many steps without the trace is
-timed. Competitor times exclude the objective evaluations used to detect the
-tolerance (they are subtracted), as well as solver construction.
-
-lca-pytorch is not on PyPI; its seconds per step (0.049 s, measured on this
-machine class with torch 2.13 CPU) is read from the fixture's sidecar JSON.
+Stopping rule, the same for all: the gap is checked after every iteration.
+Competitors call :class:`eval.csc_race.GapClock` live (a float64 objective
+of the current codes; the time of each check is subtracted from the
+clock). jaxvr solvers run as one compiled ``lax.scan``, which cannot stop
+early: the first step under each tolerance is read from a run that records
+the objective after every step (``return_trace``; float32, so the codes at
+that step are re-checked with the float64 objective and reported as
+``gap_check``), then a run of exactly that many steps without the trace is
+timed. Both ways exclude the checks from the time; jaxvr's compile time is
+excluded too and reported separately, as is competitor set-up (solver
+construction, FFT plans, SCICO's first two steps).
 
 Usage:
-  python -m eval.bench_lca [--tol 1e-3] [--lca-max-steps 25000] [--json out.json]
+  python -m eval.bench_lca [--tol 1e-3] [--scico-python PATH]
+      [--lca-max-steps 25000] [--lcapt-max-steps 25000] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
+import importlib.util
 import json
 import os
 import pathlib
+import subprocess
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxvr.lca as lca
+from eval.csc_race import FftOp, GapClock, load, objective
 from jaxvr import files
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'fixtures'
+SCICO_SCRIPT = pathlib.Path(__file__).resolve().parent / 'scico_csc.py'
+DT_OVER_TAU = 0.01  # lca-pytorch's default tau = 100
+PORT_CHECK_STEPS = 30
+LCAPT = 'lca-pytorch LCAConv2D (torch port)'
 
 
-def load(path: pathlib.Path) -> dict:
-  d = np.load(path / 'csc_race.npz')
-  meta = json.loads((path / 'csc_race.json').read_text())
-  return {
-      'x': d['image'], 'kernels': d['kernels'], 'lam': float(d['lam']),
-      'fstar': float(d['Fstar']), 'L': float(d['lipschitz_L']),
-      'lcapt_s_per_step': meta['timings']['lca_pytorch']['s_per_iter_quiet'],
-  }
+class Skipped(Exception):
+  """A solver cannot run here (missing package or interpreter)."""
 
 
-class FftOp:
-  """Numpy zero-padded FFT operators; codes live on the 128x128 pixel grid."""
-
-  def __init__(self, kernels, n):
-    k, kh, kw = kernels.shape
-    padded = np.zeros((k, n, n))
-    padded[:, :kh, :kw] = kernels
-    self.spec = np.fft.rfft2(padded)
-    self.n = n
-    self.keep = np.zeros((n, n), bool)
-    self.keep[:n - kh + 1, :n - kw + 1] = True
-
-  def synth(self, a):
-    return np.fft.irfft2((self.spec * np.fft.rfft2(a)).sum(0), s=(self.n,) * 2)
-
-  def adjoint(self, r):
-    full = np.fft.irfft2(np.conj(self.spec) * np.fft.rfft2(r)[None],
-                         s=(self.n,) * 2)
-    return full * self.keep
-
-
-class GapClock:
-  """Wall clock to the first iterate under each tolerance, minus bookkeeping."""
-
-  def __init__(self, op, x, lam, fstar, tols):
-    self.op, self.x, self.lam, self.fstar = op, x, lam, fstar
-    self.tols = sorted(tols, reverse=True)
-    self.hits = {}
-    self.excluded = 0.0
-    self.start = time.perf_counter()
-
-  def __call__(self, it, a) -> bool:
-    t0 = time.perf_counter()
-    r = self.x - self.op.synth(a)
-    f = 0.5 * float((r * r).sum()) + self.lam * float(np.abs(a).sum())
-    gap = (f - self.fstar) / self.fstar
-    for tol in self.tols:
-      if tol not in self.hits and gap <= tol:
-        self.hits[tol] = {'iters': it, 'seconds': t0 - self.start - self.excluded}
-    self.excluded += time.perf_counter() - t0
-    return len(self.hits) == len(self.tols)
-
-
-def numpy_fista(p, tols, max_iters):
-  op = FftOp(p['kernels'], p['x'].shape[0])
-  x, lam, step = p['x'], p['lam'], 1.0 / p['L']
-  clock = GapClock(op, x, lam, p['fstar'], tols)
-  a = np.zeros((p['kernels'].shape[0],) + x.shape)
+def numpy_fista(p, tols, args):
+  op = FftOp(p['kernels'], p['x'].shape[0], np.float32)
+  x, lam = p['x'].astype(np.float32), np.float32(p['lam'])
+  step = np.float32(1.0 / p['L'])
+  a = np.zeros((p['kernels'].shape[0],) + x.shape, np.float32)
   z, t = a, 1.0
-  for it in range(1, max_iters + 1):
+  clock = GapClock(p, tols)
+  for it in range(1, args.fista_max_steps + 1):
     v = z - step * op.adjoint(op.synth(z) - x)
-    a_new = np.sign(v) * np.maximum(np.abs(v) - step * lam, 0.0)
+    a_new = np.sign(v) * np.maximum(np.abs(v) - step * lam, 0)
     if np.vdot(z - a_new, a_new - a) > 0:
       t = 1.0
     t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-    z = a_new + (t - 1.0) / t_next * (a_new - a)
+    z = a_new + np.float32((t - 1.0) / t_next) * (a_new - a)
     a, t = a_new, t_next
     if clock(it, a):
       break
-  return clock.hits
+  return clock.hits, {}
 
 
-def sporco_admm(p, tols, max_iters):
-  from sporco.admm import cbpdn
+def sporco_admm(p, tols, args):
+  try:
+    import sporco
+    from sporco.admm import cbpdn
+  except ImportError as err:
+    raise Skipped(f'not installed ({err}); pip install sporco') from err
   n = p['x'].shape[0]
   k, kh, _ = p['kernels'].shape
-  op = FftOp(p['kernels'], n)
   weight = np.ones((n, n, 1, 1, 1))
   big = 10.0 * np.linalg.norm(p['x']) / p['lam']
   weight[n - kh + 1:] = big
@@ -143,10 +125,70 @@ def sporco_admm(p, tols, max_iters):
     return state['clock'](solver.k + 1, codes)
 
   solver = cbpdn.ConvBPDN(dictionary, p['x'], p['lam'],
-                          options(max_iters, callback))
-  state['clock'] = GapClock(op, p['x'], p['lam'], p['fstar'], tols)
+                          options(args.sporco_max_steps, callback))
+  state['clock'] = GapClock(p, tols)
   solver.solve()
-  return state['clock'].hits
+  return state['clock'].hits, {'sporco': sporco.__version__}
+
+
+def scico_pgm(p, tols, args):
+  """SCICO in its own interpreter (``eval/scico_csc.py``); JSON back."""
+  if not args.scico_python:
+    raise Skipped('no --scico-python interpreter given')
+  cmd = [args.scico_python, str(SCICO_SCRIPT), str(args.fixtures),
+         '--tols', ','.join(f'{t:g}' for t in tols),
+         '--max-iters', str(args.fista_max_steps)]
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                          check=False)
+  except OSError as err:
+    raise Skipped(f'{args.scico_python} cannot run: {err}') from err
+  try:
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+  except (IndexError, json.JSONDecodeError):
+    tail = (proc.stderr.strip().splitlines() or ['no output'])[-1]
+    raise Skipped(f'{args.scico_python} failed: {tail}') from None
+  if 'refused' in out:
+    raise Skipped(out['refused'])
+  hits = {float(t): h for t, h in out.pop('hits').items()}
+  return hits, out
+
+
+def torch_lca_port(p, tols, args):
+  """lca-pytorch's step in torch, checked against jaxvr LCA, then raced."""
+  if importlib.util.find_spec('torch') is None:
+    raise Skipped("torch is not installed (pip install 'jaxvr[torch]')")
+  import torch
+
+  from eval.torch_lca import TorchLca
+
+  torch.set_num_threads(args.torch_threads)
+  make = lambda: TorchLca(p['x'], p['kernels'], lam=p['lam'],
+                          tau=1.0 / DT_OVER_TAU)
+  port = make()
+  for _ in range(PORT_CHECK_STEPS):
+    port.step()
+  want = np.asarray(lca.infer(
+      jnp.asarray(p['x'][None], jnp.float32),
+      jnp.asarray(p['kernels'][:, None], jnp.float32), stride=1,
+      lam=p['lam'], n_steps=PORT_CHECK_STEPS, dt_over_tau=DT_OVER_TAU))
+  err = float(np.abs(port.codes() - want).max() / np.abs(want).max())
+  if err > 1e-4:
+    raise Skipped(f'port disagrees with jaxvr LCA after {PORT_CHECK_STEPS} '
+                  f'steps (relative code error {err:.1e}); not timed')
+  port = make()
+  clock = GapClock(p, tols)
+  it = 0
+  for it in range(1, args.lcapt_max_steps + 1):
+    port.step()
+    if clock(it, port.codes()):
+      break
+  s_per_step = (time.perf_counter() - clock.start - clock.excluded) / it
+  return clock.hits, {
+      'torch': torch.__version__, 'threads': args.torch_threads,
+      'port_check_rel_err': err, 'steps_run': it, 's_per_step': s_per_step,
+      'gap_at_stop': clock.last_gap}
 
 
 def _compiled(fn, *args):
@@ -155,57 +197,139 @@ def _compiled(fn, *args):
   return exe, time.perf_counter() - t0
 
 
-def _timed(exe, *args, repeats=1):
-  best = np.inf
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(exe(*args))
-    best = min(best, time.perf_counter() - t0)
-  return best
+def _timed(exe, *args):
+  t0 = time.perf_counter()
+  jax.block_until_ready(exe(*args))
+  return time.perf_counter() - t0
 
 
-def jaxvr_solver(name, p, tols, max_steps, repeats):
+# jaxvr solvers: name -> (solve(lam, n_steps, trace) -> f(x, w), offset)
+# where energy[n] belongs to the codes after n + offset steps. Another jaxvr
+# solver joins the race with an entry here and one in SOLVERS.
+JAXVR_METHODS = {
+    'lca': (lambda lam, n, trace: lambda x, w: lca.infer(
+        x, w, stride=1, lam=lam, n_steps=n, dt_over_tau=DT_OVER_TAU,
+        return_trace=trace), 0),
+    'fista': (lambda lam, n, trace: lambda x, w: lca.fista(
+        x, w, stride=1, lam=lam, n_steps=n, return_trace=trace), 1),
+}
+
+
+def jaxvr_race(method, max_steps_arg, p, tols, args):
   """Steps and seconds (compile excluded) to each tolerance for a jaxvr solver."""
+  solve, offset = JAXVR_METHODS[method]
   x = jnp.asarray(p['x'][None], jnp.float32)
   w = jnp.asarray(p['kernels'][:, None], jnp.float32)
-  lam = p['lam']
-
-  def solve(n, trace):
-    if name == 'lca':
-      return lambda x, w: lca.infer(x, w, stride=1, lam=lam, n_steps=n,
-                                    dt_over_tau=0.01, return_trace=trace)
-    return lambda x, w: lca.fista(x, w, stride=1, lam=lam, n_steps=n,
-                                  return_trace=trace)
-
-  exe, _ = _compiled(solve(max_steps, True), x, w)
+  exe, _ = _compiled(solve(p['lam'], getattr(args, max_steps_arg), True),
+                     x, w)
   _, energy = exe(x, w)
   gap = (np.asarray(energy, np.float64) - p['fstar']) / p['fstar']
-  # LCA's energy[n] belongs to the codes after n steps, FISTA's to n + 1.
-  offset = 0 if name == 'lca' else 1
+  op = FftOp(p['kernels'], p['x'].shape[0])
   out = {}
   for tol in sorted(tols, reverse=True):
     hit = np.flatnonzero(gap <= tol)
     if not hit.size:
-      out[tol] = None
       continue
     n = int(hit[0]) + offset
-    exe, compile_s = _compiled(solve(n, False), x, w)
-    seconds = _timed(exe, x, w, repeats=repeats)
-    codes = np.asarray(exe(x, w), np.float64)
-    check = float(lca.objective(x, w, codes.astype(np.float32),
-                                stride=1, lam=lam))
+    exe, compile_s = _compiled(solve(p['lam'], n, False), x, w)
+    seconds = _timed(exe, x, w)
+    check = objective(op, p['x'], p['lam'], np.asarray(exe(x, w)))
     out[tol] = {'iters': n, 'seconds': seconds, 'compile_s': compile_s,
                 'gap_check': (check - p['fstar']) / p['fstar']}
+  return out, {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Solver:
+  """One row of the race: display name, precision, runner, jaxvr or not.
+
+  ``run(problem, tols, args)`` returns ``({tol: hit}, info)``: a hit per
+  reached tolerance with ``iters`` and ``seconds``, and a dict of details
+  (versions, checks); or it raises :class:`Skipped`.
+  """
+  name: str
+  precision: str
+  run: Callable
+  jaxvr: bool = False
+
+
+# Race order: the long LCA runs go last so the others run close in time.
+SOLVERS = {
+    'fista': Solver('jaxvr FISTA', 'float32', functools.partial(
+        jaxvr_race, 'fista', 'fista_max_steps'), jaxvr=True),
+    'sporco': Solver('SPORCO ConvBPDN', 'float64 (SPORCO: float64 only)',
+                     sporco_admm),
+    'scico': Solver('SCICO AcceleratedPGM', 'float32', scico_pgm),
+    'numpy': Solver('numpy FISTA', 'float32', numpy_fista),
+    'lca': Solver('jaxvr LCA', 'float32', functools.partial(
+        jaxvr_race, 'lca', 'lca_max_steps'), jaxvr=True),
+    'lcapt': Solver(LCAPT, 'float32', torch_lca_port),
+}
+
+
+def lcapt_extrapolation(runs, info, tol):
+  """``(seconds, steps run)`` of the lca-pytorch port to ``tol`` at its own
+  s/step and jaxvr LCA's step count, if its run stopped before ``tol``."""
+  lca_hit = runs.get('jaxvr LCA', {}).get(tol)
+  if LCAPT not in runs or tol in runs[LCAPT] or not lca_hit:
+    return None
+  return info[LCAPT]['s_per_step'] * lca_hit['iters'], info[LCAPT][
+      'steps_run']
+
+
+def print_table(runs, precision, tol):
+  print(f'\nseconds to relative gap {tol:g} (checks and compile excluded), '
+        'from a = 0:')
+  print(f'{"solver":36s} {"precision":31s} {"iters":>7s} {"seconds":>9s} '
+        f'{"compile s":>10s}')
+  for name, r in runs.items():
+    hit = r.get(tol)
+    if not hit:
+      print(f'{name:36s} {precision[name]:31s} {"-":>7s} {"not reached":>9s}')
+      continue
+    comp = hit.get('compile_s')
+    comp = f'{comp:10.1f}' if comp is not None else f'{"-":>10s}'
+    print(f'{name:36s} {precision[name]:31s} {hit["iters"]:7d} '
+          f'{hit["seconds"]:9.2f} {comp}')
+
+
+def ratios_vs_fastest_jaxvr(runs, info, tol) -> dict[str, float]:
+  """Every competitor's seconds over the fastest jaxvr solver's."""
+  jaxvr_names = {s.name for s in SOLVERS.values() if s.jaxvr}
+  reached = {n: r[tol]['seconds'] for n, r in runs.items() if tol in r}
+  jax_times = {n: t for n, t in reached.items() if n in jaxvr_names}
+  if not jax_times:
+    return {}
+  best = min(jax_times, key=jax_times.get)
+  print(f'\nfastest jaxvr solver: {best} ({jax_times[best]:.2f} s)')
+  ratios = {}
+  for name in runs:
+    if name in jaxvr_names:
+      continue
+    if name in reached:
+      ratios[name] = reached[name] / jax_times[best]
+      print(f'  {name} / jaxvr best = {ratios[name]:.2f}x')
+    elif (extra := lcapt_extrapolation(runs, info, tol)) is not None:
+      label = f'{name} (extrapolated from {extra[1]} steps)'
+      ratios[label] = extra[0] / jax_times[best]
+      print(f'  {label}: {extra[0]:.0f} s / jaxvr best = '
+            f'{ratios[label]:.1f}x')
+  return ratios
+
+
+def lca_per_step(runs, info, tol) -> dict[str, float]:
+  """Seconds per LCA step of jaxvr (run to ``tol``) and of the port."""
+  out = {}
+  hit = runs.get('jaxvr LCA', {}).get(tol)
+  if hit:
+    out['jaxvr LCA'] = hit['seconds'] / hit['iters']
+  if LCAPT in info:
+    out[LCAPT] = info[LCAPT]['s_per_step']
+  if len(out) == 2:
+    a, b = out.values()
+    print(f'LCA seconds per step: jaxvr {a * 1e3:.2f} ms, lca-pytorch port '
+          f'{b * 1e3:.1f} ms -> {b / a:.1f}x')
   return out
-
-
-def lca_seconds_per_step(p, n=100, repeats=5):
-  x = jnp.asarray(p['x'][None], jnp.float32)
-  w = jnp.asarray(p['kernels'][:, None], jnp.float32)
-  fn = lambda x, w: lca.infer(x, w, stride=1, lam=p['lam'], n_steps=n,
-                              dt_over_tau=0.01)
-  exe, compile_s = _compiled(fn, x, w)
-  return _timed(exe, x, w, repeats=repeats) / n, compile_s
 
 
 def main(argv=None):
@@ -213,9 +337,13 @@ def main(argv=None):
   parser.add_argument('--fixtures', type=pathlib.Path, default=FIXTURE)
   parser.add_argument('--tol', type=float, default=1e-3)
   parser.add_argument('--lca-max-steps', type=int, default=25000)
-  parser.add_argument('--fista-max-steps', type=int, default=1500)
-  parser.add_argument('--skip', nargs='*', default=[],
-                      choices=['lca', 'fista', 'sporco', 'numpy'])
+  parser.add_argument('--lcapt-max-steps', type=int, default=25000)
+  parser.add_argument('--fista-max-steps', type=int, default=3000)
+  parser.add_argument('--sporco-max-steps', type=int, default=600)
+  parser.add_argument('--scico-python', default=None,
+                      help='python interpreter with scico (runs SCICO)')
+  parser.add_argument('--torch-threads', type=int, default=2)
+  parser.add_argument('--skip', nargs='*', default=[], choices=list(SOLVERS))
   parser.add_argument('--json', type=pathlib.Path, default=None)
   args = parser.parse_args(argv)
   p = load(args.fixtures)
@@ -224,68 +352,32 @@ def main(argv=None):
              'devices': str(jax.devices()), 'loadavg_start': os.getloadavg()}
   print(f'load average at start: {os.getloadavg()[0]:.1f} '
         f'({os.cpu_count()} CPUs)', flush=True)
-
-  sps, compile_s = lca_seconds_per_step(p)
-  results['lca_s_per_step'] = sps
-  results['lca_s_per_step_compile_s'] = compile_s
-  results['lcapt_s_per_step_reference'] = p['lcapt_s_per_step']
-  print(f'jaxvr LCA: {sps * 1e3:.2f} ms/step (compile {compile_s:.1f} s); '
-        f'lca-pytorch reference {p["lcapt_s_per_step"] * 1e3:.0f} ms/step -> '
-        f'{p["lcapt_s_per_step"] / sps:.1f}x faster (target >= 5x)', flush=True)
-
-  runs = {}
-  # The long LCA run goes last so that the other solvers run close in time.
-  if 'fista' not in args.skip:
-    runs['jaxvr FISTA'] = jaxvr_solver('fista', p, tols, args.fista_max_steps, 1)
-    print('jaxvr FISTA', runs['jaxvr FISTA'], flush=True)
-  if 'sporco' not in args.skip:
+  runs, info, precision = {}, {}, {}
+  for key, solver in SOLVERS.items():
+    if key in args.skip:
+      continue
     try:
-      runs['SPORCO ConvBPDN'] = sporco_admm(p, tols, 600)
-      print('SPORCO', runs['SPORCO ConvBPDN'], flush=True)
-    except ImportError as err:
-      print(f'SPORCO skipped: not installed ({err}); pip install sporco')
-  if 'numpy' not in args.skip:
-    runs['numpy FISTA'] = numpy_fista(p, tols, args.fista_max_steps)
-    print('numpy FISTA', runs['numpy FISTA'], flush=True)
-  if 'lca' not in args.skip:
-    runs['jaxvr LCA'] = jaxvr_solver('lca', p, tols, args.lca_max_steps, 1)
-    print('jaxvr LCA', runs['jaxvr LCA'], flush=True)
-    hit = runs['jaxvr LCA'].get(args.tol)
-    if hit:
-      long_sps = hit['seconds'] / hit['iters']
-      results['lca_s_per_step_long_run'] = long_sps
-      print(f'jaxvr LCA over the long run: {long_sps * 1e3:.2f} ms/step -> '
-            f'{p["lcapt_s_per_step"] / long_sps:.1f}x faster than lca-pytorch',
-            flush=True)
+      runs[solver.name], info[solver.name] = solver.run(p, tols, args)
+    except Skipped as why:
+      print(f'{solver.name} skipped: {why}', flush=True)
+      continue
+    precision[solver.name] = solver.precision
+    print(solver.name, {f'{t:g}': h for t, h in runs[solver.name].items()},
+          flush=True)
   results['runs'] = {k: {f'{t:g}': v for t, v in r.items()}
                      for k, r in runs.items()}
-
-  tol = args.tol
-  print(f'\nseconds to relative gap {tol:g} (compile excluded), from a = 0:')
-  print(f'{"solver":18s} {"iters":>7s} {"seconds":>9s} {"compile s":>10s}')
-  for name, r in runs.items():
-    hit = r.get(tol)
-    if hit is None:
-      print(f'{name:18s} {"-":>7s} {"not reached":>9s}')
-      continue
-    comp = hit.get('compile_s')
-    comp = f'{comp:10.1f}' if comp is not None else f'{"-":>10s}'
-    print(f'{name:18s} {hit["iters"]:7d} {hit["seconds"]:9.2f} {comp}')
-  jax_best = min((r[tol]['seconds'], n) for n, r in runs.items()
-                 if n.startswith('jaxvr') and r.get(tol))
-  print(f'\nfastest jaxvr solver: {jax_best[1]} ({jax_best[0]:.2f} s)')
-  ratios = {}
-  for name, r in runs.items():
-    if not name.startswith('jaxvr') and r.get(tol):
-      ratios[name] = r[tol]['seconds'] / jax_best[0]
-      target = ' (target >= 2)' if name.startswith('SPORCO') else ''
-      print(f'  {name} / jaxvr best = {ratios[name]:.2f}x{target}')
-  if 'jaxvr LCA' in runs and runs['jaxvr LCA'].get(tol):
-    lcapt = runs['jaxvr LCA'][tol]['iters'] * p['lcapt_s_per_step']
-    ratios['lca-pytorch (extrapolated)'] = lcapt / jax_best[0]
-    print(f'  lca-pytorch (extrapolated {lcapt:.0f} s) / jaxvr best = '
-          f'{lcapt / jax_best[0]:.0f}x')
-  results['ratios_vs_fastest_jaxvr'] = ratios
+  results['precision'] = precision
+  results['info'] = info
+  print_table(runs, precision, args.tol)
+  if 'SCICO AcceleratedPGM' in info:
+    sc = info['SCICO AcceleratedPGM']
+    print(f'SCICO solves the same problem: operator vs FFT synthesis '
+          f'{sc["operator_rel_err"]:.1e}; at its stop its own objective '
+          f'{sc["scico_objective_at_stop"]:.4f}, float64 F '
+          f'{sc["fstar"] * (1 + sc["gap_at_stop"]):.4f} (F* {sc["fstar"]:.4f})')
+  results['ratios_vs_fastest_jaxvr'] = ratios_vs_fastest_jaxvr(
+      runs, info, args.tol)
+  results['lca_s_per_step'] = lca_per_step(runs, info, args.tol)
   results['loadavg_end'] = os.getloadavg()
   print(f'load average at end: {os.getloadavg()[0]:.1f}')
   if args.json:

@@ -60,3 +60,26 @@ def test_torch_stmae_forward_matches_jaxvr(parity_model, variant):
 def test_torch_stmae_refuses_pyslowfast_config(parity_model):
   with pytest.raises(ConfigError, match='mae_st'):
     torch_stmae.TorchSTMAE(stmae.pyslowfast_config(parity_model[1]))
+
+
+@pytest.mark.parametrize('kernel, stride', [(6, 1), (5, 1), (6, 2), (5, 2)])
+def test_torch_lca_port_matches_jaxvr_lca(kernel, stride):
+  import jax.numpy as jnp
+
+  import jaxvr.lca as lca
+  from eval.torch_lca import TorchLca
+
+  rng = np.random.default_rng(kernel + stride)
+  image = rng.standard_normal((21, 19))
+  kernels = rng.standard_normal((3, kernel, kernel))
+  kernels /= np.linalg.norm(kernels, axis=(1, 2), keepdims=True)
+  port = TorchLca(image, kernels, lam=0.3, tau=4.0, stride=stride)
+  for _ in range(25):
+    port.step()
+  want = np.asarray(lca.infer(
+      jnp.asarray(image[None], jnp.float32),
+      jnp.asarray(kernels[:, None], jnp.float32), stride=stride, lam=0.3,
+      n_steps=25, dt_over_tau=0.25))
+  assert np.count_nonzero(want) > 0.05 * want.size  # the threshold bites
+  assert np.count_nonzero(want == 0) > 0.05 * want.size
+  np.testing.assert_allclose(port.codes(), want, atol=2e-5 * np.abs(want).max())
