@@ -8,6 +8,8 @@ a = 0; its clock stops at the first iterate whose relative gap
 
 Solvers (:data:`SOLVERS`, name -> runner; ``--skip`` takes the keys):
 
+* ``admm``: jaxvr ADMM (``jaxvr.lca.admm``: per-frequency Woodbury solve,
+  relaxation 1.8, residual-balanced rho), float32;
 * ``fista``: jaxvr FISTA with adaptive restart (``jaxvr.lca.fista``),
   float32, including its power iteration for the step size;
 * ``sporco``: SPORCO ``ConvBPDN`` (ADMM, class defaults, ``FastSolve``), if
@@ -212,6 +214,8 @@ JAXVR_METHODS = {
         return_trace=trace), 0),
     'fista': (lambda lam, n, trace: lambda x, w: lca.fista(
         x, w, stride=1, lam=lam, n_steps=n, return_trace=trace), 1),
+    'admm': (lambda lam, n, trace: lambda x, w: lca.admm(
+        x, w, lam=lam, n_steps=n, return_trace=trace), 1),
 }
 
 
@@ -255,6 +259,8 @@ class Solver:
 
 # Race order: the long LCA runs go last so the others run close in time.
 SOLVERS = {
+    'admm': Solver('jaxvr ADMM', 'float32', functools.partial(
+        jaxvr_race, 'admm', 'admm_max_steps'), jaxvr=True),
     'fista': Solver('jaxvr FISTA', 'float32', functools.partial(
         jaxvr_race, 'fista', 'fista_max_steps'), jaxvr=True),
     'sporco': Solver('SPORCO ConvBPDN', 'float64 (SPORCO: float64 only)',
@@ -339,6 +345,7 @@ def main(argv=None):
   parser.add_argument('--lca-max-steps', type=int, default=25000)
   parser.add_argument('--lcapt-max-steps', type=int, default=25000)
   parser.add_argument('--fista-max-steps', type=int, default=3000)
+  parser.add_argument('--admm-max-steps', type=int, default=1000)
   parser.add_argument('--sporco-max-steps', type=int, default=600)
   parser.add_argument('--scico-python', default=None,
                       help='python interpreter with scico (runs SCICO)')

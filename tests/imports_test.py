@@ -84,9 +84,11 @@ _PROCESS_STARTS = re.compile(
 
 def test_only_the_ffmpeg_module_starts_processes(library_lines):
   home = 'jaxvr/video/ffmpeg.py'
+  # The CSC race runs SCICO in the interpreter that has it (another jax).
+  allowed = {home, 'eval/bench_lca.py'}
   offenders = [f'{path}:{n}: {line.strip()}'
                for path, n, line in library_lines
-               if path != home and _PROCESS_STARTS.search(line)]
+               if path not in allowed and _PROCESS_STARTS.search(line)]
   assert not offenders, 'run ffmpeg through jaxvr.video.ffmpeg:\n' + '\n'.join(
       offenders)
   assert any(_PROCESS_STARTS.search(line)
