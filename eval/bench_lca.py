@@ -64,6 +64,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 import jaxvr.lca as lca
 from eval.csc_race import FftOp, GapClock, load, objective
@@ -180,12 +181,18 @@ def torch_lca_port(p, tols, args):
     raise Skipped(f'port disagrees with jaxvr LCA after {PORT_CHECK_STEPS} '
                   f'steps (relative code error {err:.1e}); not timed')
   port = make()
+  bar = tqdm(total=args.lcapt_max_steps, desc=LCAPT, unit='step',
+             mininterval=10, leave=False)
   clock = GapClock(p, tols)
   it = 0
   for it in range(1, args.lcapt_max_steps + 1):
     port.step()
     if clock(it, port.codes()):
       break
+    bar.update()
+    if it % 500 == 0:
+      bar.set_postfix(gap=f'{clock.last_gap:.2e}', refresh=False)
+  bar.close()
   s_per_step = (time.perf_counter() - clock.start - clock.excluded) / it
   return clock.hits, {
       'torch': torch.__version__, 'threads': args.torch_threads,
@@ -360,6 +367,15 @@ def main(argv=None):
   print(f'load average at start: {os.getloadavg()[0]:.1f} '
         f'({os.cpu_count()} CPUs)', flush=True)
   runs, info, precision = {}, {}, {}
+
+  def save():  # after every solver, so a long run that dies leaves its rows
+    results['runs'] = {k: {f'{t:g}': v for t, v in r.items()}
+                       for k, r in runs.items()}
+    results.update(precision=precision, info=info,
+                   loadavg_end=os.getloadavg())
+    if args.json:
+      files.write_text(args.json, json.dumps(results, indent=1, default=float))
+
   for key, solver in SOLVERS.items():
     if key in args.skip:
       continue
@@ -371,10 +387,7 @@ def main(argv=None):
     precision[solver.name] = solver.precision
     print(solver.name, {f'{t:g}': h for t, h in runs[solver.name].items()},
           flush=True)
-  results['runs'] = {k: {f'{t:g}': v for t, v in r.items()}
-                     for k, r in runs.items()}
-  results['precision'] = precision
-  results['info'] = info
+    save()
   print_table(runs, precision, args.tol)
   if 'SCICO AcceleratedPGM' in info:
     sc = info['SCICO AcceleratedPGM']
@@ -385,10 +398,8 @@ def main(argv=None):
   results['ratios_vs_fastest_jaxvr'] = ratios_vs_fastest_jaxvr(
       runs, info, args.tol)
   results['lca_s_per_step'] = lca_per_step(runs, info, args.tol)
-  results['loadavg_end'] = os.getloadavg()
+  save()
   print(f'load average at end: {os.getloadavg()[0]:.1f}')
-  if args.json:
-    files.write_text(args.json, json.dumps(results, indent=1, default=float))
 
 
 if __name__ == '__main__':
