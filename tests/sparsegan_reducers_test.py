@@ -41,12 +41,28 @@ def video():
 def test_clip_tiling_round_trips():
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (7, 21, 35, 3), np.uint8)
-  clips = inference._to_clips(x, S, T, 'edge')
-  assert clips.shape == (2 * 2 * 3, T, S, S, 3)
-  np.testing.assert_array_equal(clips[0], x[:T, :S, :S])
+  tile = (S, S + 8)
+  clips = inference._to_clips(x, tile, T, 'edge')
+  assert clips.shape == (2 * 2 * 2, T, S, S + 8, 3)
+  np.testing.assert_array_equal(clips[0], x[:T, :S, :S + 8])
   # Padding repeats the last frame / row / column.
   np.testing.assert_array_equal(clips[-1][-1], clips[-1][-2])
-  np.testing.assert_array_equal(inference._from_clips(clips, x.shape, S, T), x)
+  np.testing.assert_array_equal(
+      inference._from_clips(clips, x.shape, tile, T), x)
+
+
+@pytest.mark.parametrize('h, w, want', [
+    (112, 112, (112, 112)),      # one tile, no padding
+    (20, 24, (24, 24)),          # rounded up to multiples of 8
+    (1080, 1920, (216, 240)),    # fewest tiles of <= 256 px, even split
+    (257, 100, (136, 104)),
+])
+def test_tile_shape(h, w, want):
+  th, tw = inference.tile_shape(h, w)
+  assert (th, tw) == want
+  assert th <= inference.MAX_TILE and tw <= inference.MAX_TILE
+  assert th % 8 == 0 and tw % 8 == 0
+  assert -(-h // th) == -(-h // inference.MAX_TILE)   # no extra tile row
 
 
 def test_learned_mask_reducer_payload_is_exact(weights, video):
@@ -147,6 +163,33 @@ def test_untrained_residual_generator_is_the_normconv_floor(tmp_path_factory,
   sparse = np.where(mask[..., None], video, 0).astype(np.uint8)
   out = inference.inpaint(sparse, mask, gan)
   np.testing.assert_array_equal(out, normconv.fill_video(sparse, mask))
+
+
+def test_grown_inpainter_starts_as_the_saved_one(tmp_path_factory, video):
+  """Extra temporal-fill inputs start with zero weights: same decode."""
+  folder = _weights_dir(tmp_path_factory, 'smoke,residual')
+  saved = inference.load(folder)
+  # Give the saved model a non-zero correction, so equality means something.
+  params = jax.tree.map(lambda x: x + 0.01, saved.params)
+  checkpoint.save_params(folder, params, saved.config.to_dict())
+  saved = inference.load(folder)
+  config = trainer.trainer_config(configs.get_config('smoke,residual'))
+  config.model.fill_sigma_ts = (0.0, 2.0)
+  config.init_weights = str(folder)
+  state = trainer.with_init_weights(
+      ts.make_init(config)(jax.random.key(7)), config)
+  grown_dir = tmp_path_factory.mktemp('grown')
+  checkpoint.save_params(grown_dir, jax.device_get(state.gen.params), config)
+  grown = inference.load(grown_dir)
+  assert grown.models.frame.fill_sigma_ts == (0.0, 2.0)
+  mask = inference.random_video_mask(video.shape[:3], 0.1, seed=3)
+  sparse = np.where(mask[..., None], video, 0).astype(np.uint8)
+  out = inference.inpaint(sparse, mask, grown)
+  np.testing.assert_array_equal(out, inference.inpaint(sparse, mask, saved))
+  assert not np.array_equal(out, normconv.fill_video(sparse, mask))
+  config.model.width_mult = 0.25   # other widths still refuse to load
+  with pytest.raises(CheckpointError, match='do not fit'):
+    trainer.with_init_weights(ts.make_init(config)(jax.random.key(7)), config)
 
 
 def test_floor_reducers_send_the_same_bytes(weights, video):

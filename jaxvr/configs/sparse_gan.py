@@ -82,6 +82,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                      # fill (departure; see networks.py)
   c.model.mask_prior = False         # G_M corrects a random mask of the
                                      # target density (departure)
+  # With residual: G_I also sees fills at these temporal sigmas (frames),
+  # e.g. (0.0, 0.5, 2.0), and picks per pixel how far to average in time
+  # (departure; see networks.InpaintingGenerator).
+  c.model.fill_sigma_ts = ()
   c.model.remat = False              # recompute each block in the backward
   # Generators run the clip in time chunks of this many frames, each chunk
   # recomputed in the backward pass (0 = all frames at once). 1 is the

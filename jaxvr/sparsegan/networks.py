@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from jaxvr.errors import ConfigError, ShapeError, SizeError
 from jaxvr.sparsegan.convgru import ConvGRUCell
-from jaxvr.sparsegan.normconv import normalized_convolution
+from jaxvr.sparsegan.normconv import SIGMA_T, temporal_fills
 
 # Channel counts at width multiplier 1 (WGAIN's generator and critic).
 ENCODER_K = (32, 32, 64)        # DilBlock(k) gives 4k channels
@@ -316,7 +316,16 @@ class InpaintingGenerator(nn.Module):
   the classical floor exactly, and training only has to learn what the
   floor misses.
 
-  Attributes mirror ``Hourglass``, plus ``residual``.
+  With ``residual`` and ``fill_sigma_ts`` (also a departure) it further
+  receives fills at those temporal sigmas (``normconv.temporal_fills``),
+  three channels each, appended after the base: the floor's one fixed
+  temporal window is its weakest choice, and with fills of several windows
+  the generator can pick per pixel how far in time to average. Their input
+  weights may start at zero (``training.sparse_gan.with_init_weights``
+  grows a model trained without them), so the extra inputs change nothing
+  until training uses them.
+
+  Attributes mirror ``Hourglass``, plus ``residual`` and ``fill_sigma_ts``.
   """
   width_mult: float = 1.0
   gru_half: bool = False
@@ -325,6 +334,7 @@ class InpaintingGenerator(nn.Module):
   dtype: Any = None
   residual: bool = False
   frame_chunk: int = 0
+  fill_sigma_ts: tuple[float, ...] = ()
 
   @nn.compact
   def __call__(self, known: jax.Array, mask: jax.Array, noise: jax.Array,
@@ -336,8 +346,10 @@ class InpaintingGenerator(nn.Module):
       mask: binary mask ``b``, ``[B, T, H, W, 1]``.
       noise: ``[B, T, H, W, 3]``, ``N(0, 0.1^2)``; only its hole part is used.
       base: with ``residual``, the classical fill ``[B, T, H, W, 3]`` in
-        [0, 1]; computed from ``known`` and ``mask`` when None. Callers that
-        tile a video pass the fill of the whole video.
+        [0, 1], followed by the ``fill_sigma_ts`` fills when there are any
+        (``3 * (1 + len(fill_sigma_ts))`` channels, see ``fills``); computed
+        from ``known`` and ``mask`` when None. Callers that tile a video
+        pass the fills of the whole video.
 
     Returns:
       ``(raw, decoded)``: the generator output ``u`` in [0, 1] (used by the
@@ -354,17 +366,19 @@ class InpaintingGenerator(nn.Module):
     x = jnp.concatenate([known, mask, noise * (1.0 - mask)], axis=-1)
     if self.residual:
       if base is None:
-        base = normalized_convolution(known, mask)
+        base = self.fills(known, mask)
       # The fill is a fixed operator, not a learned one. Its derivative
       # with respect to the mask divides by the blurred mask weight, which is
       # tiny far from kept pixels: through the straight-through mask it
       # makes the mask generator's gradient explode (seen: a 1000x jump in
       # gradient norm and a density collapse within 20 steps).
       base = jax.lax.stop_gradient(base)
-      if base.shape != known.shape:
+      want = known.shape[:-1] + (3 * (1 + len(self.fill_sigma_ts)),)
+      if base.shape != want:
         raise ShapeError(f'InpaintingGenerator: base must have shape '
-                         f'{known.shape}, got {base.shape}')
+                         f'{want}, got {base.shape}')
       x = jnp.concatenate([x, base], axis=-1)
+      base = base[..., :3]
     y = Hourglass(3, self.width_mult, self.gru_half,
                   self.orthogonal_recurrent, self.remat, self.dtype,
                   head_channels=HEAD_CHANNELS if self.residual else None,
@@ -375,6 +389,18 @@ class InpaintingGenerator(nn.Module):
     else:
       u = keras_hard_sigmoid(y)
     return u, known + (1.0 - mask) * u
+
+  def fills(self, known: jax.Array, mask: jax.Array) -> jax.Array:
+    """The classical inputs of the residual generator.
+
+    Args:
+      known: ``[..., T, H, W, 3]``; mask: ``[..., T, H, W, 1]``.
+
+    Returns:
+      ``[..., T, H, W, 3 * (1 + len(fill_sigma_ts))]``: the floor's fill
+      (``normconv`` defaults), then one fill per ``fill_sigma_ts``.
+    """
+    return temporal_fills(known, mask, (SIGMA_T,) + tuple(self.fill_sigma_ts))
 
 
 class SpatialCritic(nn.Module):

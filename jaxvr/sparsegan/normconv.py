@@ -124,6 +124,30 @@ def normalized_convolution(known: jax.Array, mask: jax.Array, *,
   return mask * known + (1.0 - mask) * estimate
 
 
+def temporal_fills(known: jax.Array, mask: jax.Array,
+                   sigma_ts: Sequence[float]) -> jax.Array:
+  """Normalized-convolution fills at several temporal sigmas, stacked.
+
+  How far in time to average is the floor's weakest choice: on the
+  validation clips at 5 %, ``sigma_t`` 0 / 0.5 / 1 / 2 frames score 20.1 /
+  21.6 / 22.7 / 23.0 dB on average, but the best value differs from clip
+  to clip (static scenes want long averages, moving ones short). A learned
+  restoration given several of these fills can choose per pixel.
+
+  Args:
+    known: kept pixels ``[..., T, H, W, C]``.
+    mask: ``[..., T, H, W, 1]``.
+    sigma_ts: temporal sigmas in frames.
+
+  Returns:
+    ``[..., T, H, W, C * len(sigma_ts)]`` float32, the fills in the order of
+    ``sigma_ts``.
+  """
+  return jnp.concatenate(
+      [normalized_convolution(known, mask, sigma_t=float(s))
+       for s in sigma_ts], axis=-1)
+
+
 @functools.partial(jax.jit, static_argnames=('sigmas', 'sigma_t',
                                              'min_weight'))
 def _fill(known, mask, sigmas, sigma_t, min_weight):

@@ -269,6 +269,12 @@ def with_init_weights(state: ts.GanState,
   only). Optimiser moments start at zero either way. Used for fresh runs
   only; a resumed run restores its own checkpoint.
 
+  A model with more inputs than the saved one (an inpainter given extra
+  temporal fills, ``model.fill_sigma_ts``) starts from it too: the new
+  inputs are the last input channels, so kernels whose input axis grew get
+  zero weights for them, and the grown model computes exactly what the
+  saved one did until training uses the new inputs.
+
   Raises:
     CheckpointError: if the saved parameters do not fit this model.
   """
@@ -283,17 +289,39 @@ def with_init_weights(state: ts.GanState,
   for name in ('frame', 'mask'):
     if name not in saved or name not in params:
       continue
-    want = jax.tree.map(lambda x: (x.shape, x.dtype), params[name])
-    got = jax.tree.map(lambda x: (x.shape, x.dtype), saved[name])
-    if want != got:
+    if (jax.tree.structure(saved[name]) != jax.tree.structure(params[name])
+        or not all(jax.tree.leaves(jax.tree.map(
+            _fits, saved[name], params[name])))):
       raise CheckpointError(
           f'config.init_weights {folder}: the {name!r} parameters do not fit '
           f'this model (other width, residual switch or frame layout)')
-    params[name] = jax.tree.map(jnp.asarray, saved[name])
+    params[name] = jax.tree.map(_grow_inputs, saved[name], params[name])
   logging.info('generators initialised from %s (%s)', folder,
                ', '.join(k for k in ('frame', 'mask') if k in saved
                          and k in params))
   return state.replace(gen=state.gen.replace(params=params))
+
+
+def _fits(saved: jax.Array, fresh: jax.Array) -> bool:
+  """Same dtype and shape, up to a kernel input axis (-2) that grew."""
+  if saved.dtype != fresh.dtype or saved.ndim != fresh.ndim:
+    return False
+  if saved.shape == fresh.shape:
+    return True
+  return (saved.ndim >= 2 and saved.shape[-1] == fresh.shape[-1]
+          and saved.shape[:-2] == fresh.shape[:-2]
+          and saved.shape[-2] < fresh.shape[-2])
+
+
+def _grow_inputs(saved: jax.Array, fresh: jax.Array) -> jax.Array:
+  """``saved`` zero-padded at the end of its input axis to ``fresh``'s."""
+  saved = jnp.asarray(saved)
+  grow = fresh.shape[-2] - saved.shape[-2] if saved.ndim >= 2 else 0
+  if not grow:
+    return saved
+  widths = [(0, 0)] * saved.ndim
+  widths[-2] = (0, grow)
+  return jnp.pad(saved, widths)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
