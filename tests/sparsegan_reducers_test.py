@@ -107,7 +107,7 @@ def test_inpainting_matches_the_generator_on_one_tile(weights):
   key = jax.random.fold_in(jax.random.key(5), 0)
   reps = lambda a: np.repeat(a, inference._CHUNK, axis=0)
   # The jitted generator call on the clip batch (tile 0 of chunk 0).
-  ref = weights._frame_fn(weights.params['frame'], reps(known[None]),
+  ref = weights._frame_fn()(weights.params['frame'], reps(known[None]),
                           reps(m), reps(known[None]), key)
   ref = np.clip(np.round(np.asarray(ref[0]) * 255), 0, 255).astype(np.uint8)
   np.testing.assert_array_equal(out, ref)
@@ -156,13 +156,29 @@ def test_bundled_default_weights():
 
 def test_untrained_residual_generator_is_the_normconv_floor(tmp_path_factory,
                                                             video):
-  """Residual G_I starts at zero: its decode equals the classical floor."""
+  """Residual G_I starts at zero: its decode equals the classical floor,
+  also averaged over mirror images (each one mirrored back)."""
   gan = inference.load(_weights_dir(tmp_path_factory, 'smoke,residual'))
   assert gan.models.frame.residual
   mask = inference.random_video_mask(video.shape[:3], 0.1, seed=3)
   sparse = np.where(mask[..., None], video, 0).astype(np.uint8)
-  out = inference.inpaint(sparse, mask, gan)
-  np.testing.assert_array_equal(out, normconv.fill_video(sparse, mask))
+  floor = normconv.fill_video(sparse, mask)
+  np.testing.assert_array_equal(inference.inpaint(sparse, mask, gan), floor)
+  np.testing.assert_array_equal(
+      inference.inpaint(sparse, mask, gan, flip_ensemble=True), floor)
+
+
+def test_flip_ensemble_averages_mirrored_runs(weights, video):
+  mask = inference.random_video_mask(video.shape[:3], 0.2, seed=1)
+  sparse = np.where(mask[..., None], video, 0).astype(np.uint8)
+  out = inference.inpaint(sparse, mask, weights, flip_ensemble=True)
+  np.testing.assert_array_equal(out[mask], video[mask])
+  plain = inference.inpaint(sparse, mask, weights).astype(float)
+  lr = inference.inpaint(sparse[:, :, ::-1], mask[:, :, ::-1], weights,
+                         seed=0)[:, :, ::-1]
+  assert not np.array_equal(out, plain)   # mirrored runs change the result
+  # Within the quantisation (and hole noise) of the three separate runs.
+  assert np.abs(out - (plain + lr) / 2).mean() < np.abs(out - plain).mean()
 
 
 def test_grown_inpainter_starts_as_the_saved_one(tmp_path_factory, video):

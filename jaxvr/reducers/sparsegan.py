@@ -37,12 +37,15 @@ class SparseGanReducer(Reducer):
     seed: seed of the mask noise / random mask and of the hole noise.
     restore: ``'gan'`` (the inpainting generator) or ``'normconv'`` (the
       classical floor; weights are then only used for learned masks).
+    flip_ensemble: average the generator over the clip and its mirror
+      images (``inference.inpaint``); three times the decoding work.
   """
 
   min_size = 8
 
   def __init__(self, weights_dir=None, density: float | None = None,
-               seed: int = 0, restore: str = 'gan'):
+               seed: int = 0, restore: str = 'gan',
+               flip_ensemble: bool = False):
     if density is not None and not 0.0 < float(density) <= 1.0:
       raise errors.ConfigError(f'density: expected a fraction in (0, 1], got '
                                f'{density}')
@@ -53,6 +56,7 @@ class SparseGanReducer(Reducer):
     self._density = None if density is None else float(density)
     self._seed = int(seed)
     self._restore = restore
+    self._flip_ensemble = bool(flip_ensemble)
     self._loaded = None
     self._last_mask: np.ndarray | None = None
 
@@ -91,7 +95,8 @@ class SparseGanReducer(Reducer):
     if self._restore == 'normconv':
       sparse, mask = payload_lib.decode(payload.data)
       return normconv.fill_video(sparse, mask)
-    return inference.decode(payload.data, self._weights(), seed=self._seed)
+    return inference.decode(payload.data, self._weights(), seed=self._seed,
+                            flip_ensemble=self._flip_ensemble)
 
   def extras(self) -> dict:
     """``{'mask': bool [T, H, W]}`` of the last encoded video."""
