@@ -56,3 +56,20 @@ def test_overlap_is_caught_by_name_and_by_content():
   assert _overlap(trained, validation) == {validation[0]['name'],
                                            validation[1]['name']}
   assert not _overlap(trained[:1], validation)
+
+
+def test_bundled_configs_name_no_absolute_paths():
+  """Recorded trainer configs carry no paths of the machine they ran on."""
+  for config in assets.ASSETS.rglob('config.json'):
+    def walk(x):
+      if isinstance(x, dict):
+        for v in x.values():
+          yield from walk(v)
+      elif isinstance(x, list):
+        for v in x:
+          yield from walk(v)
+      elif isinstance(x, str):
+        yield x
+    bad = [s for s in walk(json.loads(config.read_text()))
+           if s.startswith('/')]
+    assert not bad, f'{config}: absolute paths {bad}'
