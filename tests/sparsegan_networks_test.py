@@ -243,3 +243,23 @@ def test_untrained_mask_prior_is_a_random_mask_of_the_density():
   np.testing.assert_array_equal(np.asarray(c >= 0.5), np.asarray(r <= 0.1))
   # Confidences stay off the sigmoid's flat tails: every pixel can move.
   assert float(jnp.min(c)) > 0.01 and float(jnp.max(c)) < 0.99
+
+
+def test_mask_width_mult_narrows_only_the_mask_generator():
+  """``model.mask_width_mult`` sets G_M's channels; G_I keeps width_mult."""
+  from jaxvr.configs import sparse_gan as sparse_gan_config
+  from jaxvr.sparsegan.models import build_models
+  config = sparse_gan_config.get_config('smoke')
+  config.model.width_mult = 1 / 4
+  default = build_models(config)
+  assert default.mask.width_mult == default.frame.width_mult == 1 / 4
+  config.model.mask_width_mult = 1 / 8
+  narrow = build_models(config)
+  assert (narrow.mask.width_mult, narrow.frame.width_mult) == (1 / 8, 1 / 4)
+  clip = jnp.zeros((1, 4, 16, 16, 3))
+  count = lambda m: sum(a.size for a in jax.tree.leaves(jax.eval_shape(
+      m.init, jax.random.key(0), clip, clip[..., :1])))
+  assert count(narrow.mask) < count(default.mask) / 3
+  config.model.mask_width_mult = 0.0
+  with pytest.raises(ConfigError, match='mask_width_mult'):
+    build_models(config)

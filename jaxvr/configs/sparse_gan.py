@@ -74,6 +74,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.density = 0.05             # target kept fraction per frame
   c.model.width_mult = 1.0           # generator channel multiplier
   c.model.critic_width_mult = 1.0
+  # G_M's channel multiplier; None: width_mult. A narrower G_M keeps the
+  # full model within the bundled-weights budget (G_M only places pixels).
+  c.model.mask_width_mult = ml_collections.FieldReference(None,
+                                                          field_type=float)
   c.model.gru_half = False           # ConvGRU on half the bottleneck channels
   c.model.orthogonal_recurrent = False
   c.model.spatial_padding = 'VALID'  # WGAIN; needs >= 125 px frames

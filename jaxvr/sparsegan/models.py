@@ -44,15 +44,20 @@ def build_models(config: ml_collections.ConfigDict) -> Models:
   if not isinstance(frame_chunk, int) or frame_chunk < 0:
     raise ConfigError(f'model.frame_chunk must be an int >= 0 (0 = all '
                       f'frames at once), got {frame_chunk!r}')
-  kw = dict(width_mult=m.width_mult, gru_half=m.gru_half,
+  mask_width = m.get('mask_width_mult', None)
+  mask_width = m.width_mult if mask_width is None else float(mask_width)
+  if not mask_width > 0:
+    raise ConfigError(f'model.mask_width_mult must be > 0 (or None: '
+                      f'model.width_mult), got {mask_width!r}')
+  kw = dict(gru_half=m.gru_half,
             orthogonal_recurrent=m.orthogonal_recurrent, remat=m.remat,
             dtype=_dtype(m.dtype), frame_chunk=frame_chunk)
   return Models(
-      mask=(MaskGenerator(**kw, prior_density=(
+      mask=(MaskGenerator(**kw, width_mult=mask_width, prior_density=(
           float(m.density) if m.get('mask_prior', False) else None))
             if m.mask_mode == 'learned' else None),
       frame=InpaintingGenerator(
-          **kw, residual=bool(m.get('residual', False)),
+          **kw, width_mult=m.width_mult, residual=bool(m.get('residual', False)),
           fill_sigma_ts=tuple(float(s) for s in m.get('fill_sigma_ts', ()))),
       critics=Critics(m.critic_width_mult, m.spatial_padding, m.frame_diffs,
                       _dtype(m.dtype)))
