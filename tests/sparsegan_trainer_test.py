@@ -4,9 +4,11 @@ import os
 import signal
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
+from jaxvr import checkpoint as weights
 from jaxvr.configs import sparse_gan as configs
 from jaxvr.errors import ConfigError
 from jaxvr.sparsegan import inference
@@ -94,6 +96,24 @@ def test_export_loads_for_inference(full_run, tmp_path):
   assert gan.num_frames == config.data.num_frames
   jax.tree.map(np.testing.assert_array_equal,
                jax.device_get(result.state.gen.params), gan.params)
+
+
+def test_float16_export_halves_storage_and_loads_as_float32(full_run,
+                                                           tmp_path):
+  config, _, result = full_run
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.cache_dir = str(tmp_path / 'decoded')
+  out = trainer.export_params(tmp_path / 'w16', result, config,
+                              dtype='float16')
+  stored, recorded = weights.load_params(out)
+  assert {a.dtype for a in jax.tree.leaves(stored)} == {np.dtype('float16')}
+  assert recorded['data']['cache_dir'] == ''
+  gan = inference.load(out)
+  trained = jax.device_get(result.state.gen.params)
+  for got, want in zip(jax.tree.leaves(gan.params), jax.tree.leaves(trained),
+                       strict=True):
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.slow

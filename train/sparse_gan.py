@@ -7,7 +7,8 @@ r"""Trains the sparse-pixel video GAN (or a No-Mask-Gen baseline).
       --workdir=runs/no_mask_gen_5 --config.data.clips_dir=path/to/videos
 
 ``--export=DIR`` also writes the final generator parameters and the config
-(``jaxvr.sparsegan.inference.load`` reads them). Running the same command
+(``jaxvr.sparsegan.inference.load`` reads them; ``--export_dtype=float16``
+stores them at half the size, as the bundled weights are). Running the same command
 again resumes from the latest checkpoint in ``--workdir`` (with a
 changed config only given ``--config.allow_config_change=True``). SIGTERM saves a
 checkpoint and exits cleanly without exporting. Multi-host: start the same command on every
@@ -28,6 +29,10 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run folder (checkpoints, '
 _EXPORT = flags.DEFINE_string(
     'export', None, 'If set, also write the final generator parameters and '
     'the config here.')
+_EXPORT_DTYPE = flags.DEFINE_enum(
+    'export_dtype', None, ['float16', 'bfloat16', 'float32'],
+    'Store the exported parameters in this dtype (float16 halves a '
+    'bundle; loading restores float32). Default: the training dtype.')
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Trainer config, e.g. jaxvr/configs/sparse_gan.py:smoke.',
     lock_config=True)
@@ -43,7 +48,8 @@ def main(argv):
   result = sparse_gan.run(_CONFIG.value, _WORKDIR.value)
 
   def export():
-    sparse_gan.export_params(_EXPORT.value, result, _CONFIG.value)
+    sparse_gan.export_params(_EXPORT.value, result, _CONFIG.value,
+                             dtype=_EXPORT_DTYPE.value)
     # Every process takes part in the Orbax save above; a plain
     # file has one writer.
     if sharding.is_main_process():

@@ -371,20 +371,29 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
 
 def export_params(directory: str | os.PathLike, result: loop.LoopResult,
-                  config: ml_collections.ConfigDict) -> pathlib.Path:
+                  config: ml_collections.ConfigDict, *,
+                  dtype: str | None = None) -> pathlib.Path:
   """Writes the generator parameters and the config as a weights folder.
 
-  ``jaxvr.sparsegan.inference.load`` reads it back.
+  ``jaxvr.sparsegan.inference.load`` reads it back (as float32). The
+  recorded config leaves out ``data.cache_dir``: a decode cache is a
+  location on the training machine, not part of the recipe.
 
   Args:
     directory: destination folder.
     result: what :func:`run` returned.
     config: the run's config.
+    dtype: store floating-point parameters in this dtype (``'float16'``
+      halves a bundle); None keeps the training dtype.
 
   Returns:
     The folder (absolute).
   """
   from jaxvr import checkpoint
   params = jax.device_get(result.state.gen.params)
-  params = jax.tree.map(np.asarray, params)
-  return checkpoint.save_params(directory, params, trainer_config(config))
+  cast = lambda a: (a.astype(dtype) if dtype is not None
+                    and np.issubdtype(a.dtype, np.floating) else a)
+  params = jax.tree.map(lambda a: cast(np.asarray(a)), params)
+  recorded = trainer_config(config)
+  recorded.data.cache_dir = ''
+  return checkpoint.save_params(directory, params, recorded)
