@@ -391,7 +391,7 @@ def export_params(directory: str | os.PathLike, result: loop.LoopResult,
   """
   from jaxvr import checkpoint
   params = jax.device_get(result.state.gen.params)
-  cast = lambda a: (a.astype(dtype) if dtype is not None
+  cast = lambda a: (a.astype(jnp.dtype(dtype)) if dtype is not None
                     and np.issubdtype(a.dtype, np.floating) else a)
   params = jax.tree.map(lambda a: cast(np.asarray(a)), params)
   recorded = trainer_config(config)
