@@ -104,6 +104,16 @@ def _assert_same_curves(got, want, atol: float = 1e-7):
                                  err_msg=f'{name} at step {step}')
 
 
+def _assert_close_in_norm(got, want, rtol: float):
+  """Checks ``|got - want| <= rtol |want|`` over all leaves as one vector."""
+  diff = sum(float(np.sum((np.asarray(a, np.float64) - b) ** 2))
+             for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want),
+                             strict=True))
+  norm = sum(float(np.sum(np.asarray(b, np.float64) ** 2))
+             for b in jax.tree.leaves(want))
+  assert diff ** 0.5 <= rtol * norm ** 0.5, (diff ** 0.5, norm ** 0.5)
+
+
 def _train_both_ways(tmp_path, name: str, option: str, overrides: dict,
                      atol: float = 1e-7, steps: int | None = None,
                      export: pathlib.Path | None = None):
@@ -159,9 +169,6 @@ def test_stmae_two_processes_match_one_and_hand_over_checkpoints(tmp_path):
 
   # Both processes took part in the export; it loads in one process.
   exported, _ = checkpoint.load_params(export)
-  jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-4),
-      exported, jax.device_get(reference.state.params))
   assert not list(tmp_path.glob('.export*'))
 
   # The checkpoint written by 2 processes restores into 1 process.
@@ -174,12 +181,16 @@ def test_stmae_two_processes_match_one_and_hand_over_checkpoints(tmp_path):
     restored = ckpt.restore(target, step=6)
   assert int(restored.state.step) == 6
   assert restored.data_state['position'] == 6
-  # Adam turns rounding-level differences of near-zero gradients into
-  # parameter differences up to the step size (3e-3 at the peak).
-  jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-4),
-      jax.device_get(restored.state.params),
-      jax.device_get(reference.state.params))
+  restored = jax.device_get(restored.state.params)
+  # The export is the 2-process run's final state, bit for bit.
+  jax.tree.map(np.testing.assert_array_equal, exported, restored)
+  # Adam turns rounding-level differences of gradients that are zero in
+  # exact arithmetic (an attention key bias moves no softmax) into steps of
+  # up to the learning rate (3e-3 at the peak), of either sign: such leaves
+  # differ elementwise between 2x4 and 1x8 devices, so the two runs are
+  # compared on the whole parameter vector.
+  _assert_close_in_norm(restored, jax.device_get(reference.state.params),
+                        rtol=1e-3)
 
   _continue_in_one_process(trainer, config, multi)
 
