@@ -149,7 +149,7 @@ def test_bundled_default_weights():
   assert 0 < size < 8 * 2**20
   gan = inference.load()
   assert gan.has_mask_generator and gan.density == 0.05
-  assert gan.frame_size == 64 and gan.num_frames == 4
+  assert gan.frame_size == 64 and gan.num_frames == 6
   kernels = [x for x in jax.tree.leaves(gan.params) if x.ndim == 4]
   assert kernels and all(np.isfinite(k).all() for k in kernels)
 
