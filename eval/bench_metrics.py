@@ -6,8 +6,9 @@ Both sides get the same 16-frame 288x352 luma pair in one process: the Y plane
 of the first frames of a real clip (default: the bundled sample clip), resized
 to cover 288x352 and centre-cropped, against a blurred (Gaussian sigma 1.2)
 and noisy (N(0, 6^2)) copy, rounded to uint8. Times are the median of
-``--runs`` calls after a warm-up call (so jaxvr's compile time is excluded);
-the inputs of jaxvr are already on the device. Competitors:
+``--runs`` calls after ``--warmup`` untimed calls, the same for every
+contender (so jaxvr's compile time and first-call allocations are
+excluded); the inputs of jaxvr are already on the device. Competitors:
 
 * ``skvideo.measure.strred`` (scikit-video 1.1.11, float32 NumPy port of the
   LIVE release; needs the ``numpy.int``/``numpy.float`` aliases, restored here);
@@ -84,9 +85,9 @@ def distort(frames: np.ndarray, seed: int = 0) -> np.ndarray:
   return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def timed(fn, runs: int, warmup: bool = True):
+def timed(fn, runs: int, warmup: int):
   """Median wall and process-CPU seconds of ``fn()`` and its last result."""
-  if warmup:
+  for _ in range(warmup):
     fn()
   walls, cpus, out = [], [], None
   for _ in range(runs):
@@ -103,6 +104,8 @@ def main(argv=None) -> int:
                       help='video file (default: the bundled sample clip)')
   parser.add_argument('--frames', type=int, default=16)
   parser.add_argument('--runs', type=int, default=3)
+  parser.add_argument('--warmup', type=int, default=2,
+                      help='untimed calls before timing, for every contender')
   parser.add_argument('--json', default=None, help='also write results here')
   args = parser.parse_args(argv)
 
@@ -117,15 +120,18 @@ def main(argv=None) -> int:
   ref = fit(read_luma(clip, args.frames), HEIGHT, WIDTH)
   dis = distort(ref)
   print(f'clip {clip}: {ref.shape[0]} frames of {HEIGHT}x{WIDTH} luma, '
-        f'median of {args.runs} runs after warm-up; {jax.default_backend()} '
+        f'median of {args.runs} runs after {args.warmup} warm-up calls; '
+        f'{jax.default_backend()} '
         f'backend, {jax.device_count()} device(s)')
 
   ref_d, dis_d = jax.device_put(ref), jax.device_put(dis)
   rows = {}
 
-  wall, cpu, res = timed(lambda: _block(jm.strred(ref_d, dis_d)), args.runs)
+  wall, cpu, res = timed(lambda: _block(jm.strred(ref_d, dis_d)), args.runs,
+                          args.warmup)
   rows['strred'] = {'jaxvr_s': wall, 'jaxvr_cpu_s': cpu, 'jaxvr_value': res.strred}
-  wall, cpu, val = timed(lambda: _block(jm.ssim(ref_d, dis_d)), args.runs)
+  wall, cpu, val = timed(lambda: _block(jm.ssim(ref_d, dis_d)), args.runs,
+                          args.warmup)
   rows['ssim'] = {'jaxvr_s': wall, 'jaxvr_cpu_s': cpu,
                   'jaxvr_value': float(np.mean(np.asarray(val)))}
 
@@ -138,7 +144,8 @@ def main(argv=None) -> int:
           '(pip install scikit-video==1.1.11)')
   else:
     wall, cpu, out = timed(
-        lambda: skm.strred(ref[..., None], dis[..., None]), args.runs, warmup=False)
+        lambda: skm.strred(ref[..., None], dis[..., None]), args.runs,
+        args.warmup)
     rows['strred'].update(other='scikit-video', other_s=wall, other_cpu_s=cpu,
                           other_value=float(out[1]))
 
@@ -154,7 +161,7 @@ def main(argv=None) -> int:
                                     use_sample_covariance=False, data_range=255)
               for a, b in zip(r64, d64, strict=True)]
 
-    wall, cpu, out = timed(sk_ssim, args.runs)
+    wall, cpu, out = timed(sk_ssim, args.runs, args.warmup)
     rows['ssim'].update(other='scikit-image', other_s=wall, other_cpu_s=cpu,
                         other_value=float(np.mean(out)))
 
@@ -174,6 +181,7 @@ def main(argv=None) -> int:
   if args.json:
     files.write_text(args.json, json.dumps(
         {'clip': clip, 'shape': list(ref.shape), 'runs': args.runs,
+         'warmup': args.warmup,
          'rows': rows}, indent=1))
   return 0
 
