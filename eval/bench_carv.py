@@ -10,18 +10,24 @@ tables, ``pred_t_dim`` 8, ``norm_pix_loss``, mask ratio 0.98, 500 masks
 (the bundled default model has exactly this shape and is used when present;
 ``--random_init`` uses fresh weights).
 
-Every timed path does the same work per clip: the patch embedding and the
-loss target once, then for every mask (the same masks everywhere: sample
+Every timed path computes the same losses per clip: the patch embedding and
+the loss target once, then for every mask (the same masks everywhere: sample
 ``i`` uses the noise of ``fold_in(key, i)``) the encoder on the visible
 tokens, the decoder, the per-token error and the masked mean, accumulated
 into the per-chunk sums the significance maps are made from. Measured in
 one run, compile time excluded, best of ``--repeats``:
 
-* jaxvr vmapped, ``jaxvr.carv.significance_sums``: batches of masks, one
-  compiled call per batch (at each batch size of ``--batch_sizes``); its
-  best batch is the reference of every ratio;
+* jaxvr vmapped, ``jaxvr.carv.significance_sums`` (the product path):
+  batches of masks, several batches per compiled call (at each batch size
+  of ``--batch_sizes``), with the decoder work every mask shares done once
+  per clip (:mod:`jaxvr.stmae.many_masks`); its best batch is the reference
+  of every ratio;
+* jaxvr vmapped without the sharing: the plain forward
+  (``forward_from_tokens``) for every mask, one compiled call per batch at
+  the best batch, so ``plain / shared`` isolates the algorithm;
 * jaxvr per-mask loop: a Python loop calling a jitted one-mask function
-  (``--loop_samples`` masks), so ``loop / vmapped`` isolates batching;
+  (``--loop_samples`` masks) that uses the same shared work, so
+  ``loop / vmapped`` isolates batching;
 * PyTorch, the official ST-MAE architecture (``eval.torch_stmae``) with the
   same weights (:func:`jaxvr.stmae.export_state_dict`), float32,
   ``torch.inference_mode()``, ``torch.set_num_threads(--torch_threads)``:
@@ -30,13 +36,14 @@ one run, compile time excluded, best of ``--repeats``:
   (``tests/fixtures/stmae_parity_a.npz``) and jaxvr's per-mask losses on
   the bench clip; without torch installed it is skipped with one line;
 * the achieved FLOP/s: FLOPs per mask from XLA's cost analysis of the
-  compiled per-mask part, divided by the time per mask;
+  compiled per-mask part (with and without the sharing), divided by the
+  time per mask;
 * the bfloat16 path (same weights, ``dtype='bfloat16'``): time per mask and
   the Spearman rank correlation of its maps (both estimators) with float32
   for the same masks.
 
 Ratios (printed and ``--json`` fields): ``ratio_loop_vs_vmapped``,
-``ratio_torch_batch1_vs_jaxvr`` and ``ratio_torch_best_vs_jaxvr`` (time per
+``ratio_plain_vs_shared``, ``ratio_torch_batch1_vs_jaxvr`` and ``ratio_torch_best_vs_jaxvr`` (time per
 mask over jaxvr's best vmapped time per mask; above 1 = jaxvr faster).
 """
 
@@ -58,7 +65,8 @@ import numpy as np
 from jaxvr import carv, files, stmae
 from jaxvr.carv.significance import sample_noise
 from jaxvr.errors import CheckpointError
-from jaxvr.stmae.forward import _from_tokens
+from jaxvr.stmae import many_masks
+from jaxvr.stmae.forward import _encode_tokens, _from_tokens
 
 BENCH_CONFIG = dict(
     img_size=112, patch_size=16, in_chans=3, embed_dim=192, depth=4,
@@ -120,41 +128,86 @@ def time_vmapped(params, config, video, key, n_samples, batch_size, repeats):
   return best_time(run, n_samples, repeats, 2 * batch_size)
 
 
+def _sums_of(sums, out: many_masks.MaskLosses):
+  """``sums`` plus the per-chunk sums of a batch of masks."""
+  mask, loss = out.mask, out.sample_loss[:, None]
+  return (sums[0] + jnp.sum(loss * (1 - mask), 0),
+          sums[1] + jnp.sum(1 - mask, 0),
+          sums[2] + jnp.sum(out.per_token_loss * mask, 0),
+          sums[3] + jnp.sum(mask, 0), sums[4] + jnp.sum(loss))
+
+
+def _zero_sums(config):
+  zeros = jnp.zeros((config.num_tokens,), jnp.float32)
+  return (zeros, zeros, zeros, zeros, jnp.zeros((), jnp.float32))
+
+
+@functools.partial(jax.jit, static_argnames=('config',))
+def _shared(params, video, *, config):
+  tokens = _encode_tokens(params, config, video[None])
+  return many_masks.shared_work(params, config, tokens)
+
+
 @functools.partial(jax.jit, static_argnames=('config', 'keep'))
-def _add_one_mask(sums, params, tokens, key, i, *, config, keep):
+def _add_one_mask(sums, params, shared, key, i, *, config, keep):
   """``sums`` plus the per-chunk sums of mask ``i`` alone (no vmap)."""
   noise = sample_noise(key, i[None], config.num_tokens)
-  out = _from_tokens(params, config, tokens, noise, keep)
-  mask, loss = out.mask[0], out.sample_loss[0]
-  return (sums[0] + loss * (1 - mask), sums[1] + (1 - mask),
-          sums[2] + out.per_token_loss[0] * mask, sums[3] + mask,
-          sums[4] + loss)
+  return _sums_of(sums, many_masks.mask_losses(params, config, shared, noise,
+                                               keep))
 
 
 def time_loop(params, config, video, key, n_samples, repeats):
-  """Python loop of one jitted call per mask, after the shared embedding."""
+  """Python loop of one jitted call per mask, after the shared work."""
   keep = stmae.len_keep(config.num_tokens, RATIO)
 
   def run(n):
-    tokens = stmae.encode_tokens(params, config, video[None])
-    zeros = jnp.zeros((config.num_tokens,), jnp.float32)
-    sums = (zeros, zeros, zeros, zeros, jnp.zeros((), jnp.float32))
+    shared = _shared(params, video, config=config)
+    sums = _zero_sums(config)
     for i in range(n):
       sums = jax.block_until_ready(_add_one_mask(
-          sums, params, tokens, key, jnp.int32(i), config=config, keep=keep))
+          sums, params, shared, key, jnp.int32(i), config=config, keep=keep))
     return dict(zip(SUM_NAMES, sums, strict=True))
 
   return best_time(run, n_samples, repeats, 2)
 
 
-def flops_per_mask(params, config, video) -> float:
-  """XLA cost-analysis FLOPs of the per-mask part (after the embedding)."""
+@functools.partial(jax.jit, static_argnames=('config', 'batch', 'keep'))
+def _add_plain_batch(sums, params, tokens, key, b, *, config, batch, keep):
+  """``sums`` plus batch ``b`` of masks through the plain forward pass."""
+  noise = sample_noise(key, b * batch + jnp.arange(batch), config.num_tokens)
+  out = _from_tokens(params, config, tokens, noise, keep)
+  return _sums_of(sums, many_masks.MaskLosses(out.mask, out.per_token_loss,
+                                              out.sample_loss))
+
+
+def time_plain(params, config, video, key, n_samples, batch, repeats):
+  """Vmapped batches of the plain forward (no shared decoder work)."""
+  keep = stmae.len_keep(config.num_tokens, RATIO)
+  n_samples = -(-n_samples // batch) * batch
+
+  def run(n):
+    tokens = stmae.encode_tokens(params, config, video[None])
+    sums = _zero_sums(config)
+    for b in range(n // batch):
+      sums = _add_plain_batch(sums, params, tokens, key, jnp.int32(b),
+                              config=config, batch=batch, keep=keep)
+    return jax.block_until_ready(sums)
+
+  return best_time(run, n_samples, repeats, 2 * batch)[0]
+
+
+def flops_per_mask(params, config, video) -> tuple[float, float]:
+  """XLA cost-analysis FLOPs of one mask: ``(shared path, plain forward)``."""
   keep = stmae.len_keep(config.num_tokens, RATIO)
   noise = jnp.zeros((1, config.num_tokens), jnp.float32)
   tokens = stmae.encode_tokens(params, config, video[None])
-  part = jax.jit(lambda p, t, n: _from_tokens(
+  shared = _shared(params, video, config=config)
+  fast = jax.jit(lambda p, s, n: many_masks.mask_losses(
+      p, config, s, n, keep).sample_loss).lower(params, shared, noise)
+  plain = jax.jit(lambda p, t, n: _from_tokens(
       p, config, t, n, keep).loss).lower(params, tokens, noise)
-  return float(part.compile().cost_analysis()['flops'])
+  return tuple(float(f.compile().cost_analysis()['flops'])
+               for f in (fast, plain))
 
 
 def map_agreement(sums_a, sums_b, config, n_samples) -> dict[str, float]:
@@ -252,7 +305,7 @@ def main(argv=None) -> int:
   p.add_argument('--n_samples', type=int, default=500)
   p.add_argument('--loop_samples', type=int, default=100,
                  help='masks timed in the per-mask loop')
-  p.add_argument('--batch_sizes', default='2,8,32')
+  p.add_argument('--batch_sizes', default='2,4,8,32')
   p.add_argument('--repeats', type=int, default=2)
   p.add_argument('--model', default=None)
   p.add_argument('--random_init', action='store_true')
@@ -267,9 +320,10 @@ def main(argv=None) -> int:
   print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), '
         f'weights: {origin}, {args.n_samples} masks at {RATIO}; load '
         f'average {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)')
-  flops = flops_per_mask(params, config, video)
-  print(f'FLOPs per mask after the shared embedding/target (XLA cost '
-        f'analysis): {flops / 1e6:.0f} M')
+  flops, flops_plain = flops_per_mask(params, config, video)
+  print(f'FLOPs per mask after the per-clip work (XLA cost analysis): '
+        f'{flops / 1e6:.0f} M with the shared decoder work, '
+        f'{flops_plain / 1e6:.0f} M for the plain forward')
 
   results = {}
   for b in batch_sizes:
@@ -280,6 +334,12 @@ def main(argv=None) -> int:
           f'mask, {flops / sec / 1e9:6.1f} GFLOP/s')
   best_b = min(results, key=lambda b: results[b][0])
   best, sums32 = results[best_b]
+  plain = time_plain(params, config, video, key, args.n_samples, best_b,
+                     args.repeats)
+  print(f'jaxvr vmapped float32, plain forward per mask, batch {best_b:3d}: '
+        f'{plain * 1e3:7.2f} ms per mask, {flops_plain / plain / 1e9:6.1f} '
+        f'GFLOP/s')
+  print(f'ratio plain / shared (batch {best_b}): {plain / best:.2f}x')
   loop, _ = time_loop(params, config, video, key, args.loop_samples,
                       args.repeats)
   print(f'jaxvr per-mask loop float32 : {loop * 1e3:7.2f} ms per mask, '
@@ -294,7 +354,7 @@ def main(argv=None) -> int:
     torch_res = time_torch(params, config, video, key, args.n_samples,
                            batch_sizes, args.repeats, args.torch_threads,
                            sums32)
-    torch_ratios = print_torch(torch_res, best * 1e3, flops)
+    torch_ratios = print_torch(torch_res, best * 1e3, flops_plain)
 
   cfg16 = dataclasses.replace(config, dtype='bfloat16')
   sec16, sums16 = time_vmapped(params, cfg16, video, key, args.n_samples,
@@ -310,7 +370,10 @@ def main(argv=None) -> int:
         'backend': jax.default_backend(), 'weights': origin,
         'n_samples': args.n_samples, 'mask_ratio': RATIO,
         'loadavg': os.getloadavg(),
-        'flops_per_mask_after_shared_embedding': flops,
+        'flops_per_mask_shared_path': flops,
+        'flops_per_mask_plain_forward': flops_plain,
+        'plain_f32_ms_per_mask': plain * 1e3,
+        'ratio_plain_vs_shared': plain / best,
         'vmapped_f32_ms_per_mask': {str(b): results[b][0] * 1e3
                                     for b in results},
         'best_batch': best_b,

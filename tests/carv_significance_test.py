@@ -80,7 +80,7 @@ def test_unseen_chunks_get_the_mean_loss():
 
 
 def test_batch_size_rounding():
-  assert carv.resolve_batch_size(None, 500, 8) == 16  # CPU: 2 per device
+  assert carv.resolve_batch_size(None, 500, 8) == 64  # CPU: 8 per device
   assert carv.resolve_batch_size(5, 500, 2) == 6
   with pytest.raises(ConfigError, match='batch_size'):
     carv.resolve_batch_size(0, 10, 1)
