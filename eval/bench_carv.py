@@ -23,8 +23,9 @@ one run, compile time excluded, best of ``--repeats``:
   per clip (:mod:`jaxvr.stmae.many_masks`); its best batch is the reference
   of every ratio;
 * jaxvr vmapped without the sharing: the plain forward
-  (``forward_from_tokens``) for every mask, one compiled call per batch at
-  the best batch, so ``plain / shared`` isolates the algorithm;
+  (``forward_from_tokens``) for every mask, one compiled call per batch, at
+  each batch size; ``plain / shared`` (best batch of each) isolates the
+  algorithm;
 * jaxvr per-mask loop: a Python loop calling a jitted one-mask function
   (``--loop_samples`` masks) that uses the same shared work, so
   ``loop / vmapped`` isolates batching;
@@ -334,12 +335,17 @@ def main(argv=None) -> int:
           f'mask, {flops / sec / 1e9:6.1f} GFLOP/s')
   best_b = min(results, key=lambda b: results[b][0])
   best, sums32 = results[best_b]
-  plain = time_plain(params, config, video, key, args.n_samples, best_b,
-                     args.repeats)
-  print(f'jaxvr vmapped float32, plain forward per mask, batch {best_b:3d}: '
-        f'{plain * 1e3:7.2f} ms per mask, {flops_plain / plain / 1e9:6.1f} '
-        f'GFLOP/s')
-  print(f'ratio plain / shared (batch {best_b}): {plain / best:.2f}x')
+  plains = {}
+  for b in batch_sizes:
+    plains[b] = time_plain(params, config, video, key, args.n_samples, b,
+                           args.repeats)
+    print(f'jaxvr vmapped float32, plain forward, batch {b:3d}: '
+          f'{plains[b] * 1e3:7.2f} ms per mask, '
+          f'{flops_plain / plains[b] / 1e9:6.1f} GFLOP/s')
+  plain_b = min(plains, key=plains.get)
+  plain = plains[plain_b]
+  print(f'ratio plain (best batch {plain_b}) / shared (best batch {best_b}): '
+        f'{plain / best:.2f}x')
   loop, _ = time_loop(params, config, video, key, args.loop_samples,
                       args.repeats)
   print(f'jaxvr per-mask loop float32 : {loop * 1e3:7.2f} ms per mask, '
@@ -372,7 +378,7 @@ def main(argv=None) -> int:
         'loadavg': os.getloadavg(),
         'flops_per_mask_shared_path': flops,
         'flops_per_mask_plain_forward': flops_plain,
-        'plain_f32_ms_per_mask': plain * 1e3,
+        'plain_f32_ms_per_mask': {str(b): v * 1e3 for b, v in plains.items()},
         'ratio_plain_vs_shared': plain / best,
         'vmapped_f32_ms_per_mask': {str(b): results[b][0] * 1e3
                                     for b in results},
