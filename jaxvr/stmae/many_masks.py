@@ -211,14 +211,17 @@ def _kept_base_share(shared: SharedWork, where):
   f32 = jnp.float32
   gone_w = jax.vmap(lambda w: shared.exp_logits[:, :, w])(where)  # [N,H,R,C]
   gone_v = jax.vmap(lambda w: shared.weights_v[:, w])(where)  # [N,H,C,e+1]
-  gone = jnp.einsum('nhrc,nhcf->nhrf', gone_w, gone_v)
+  # Both terms of the difference at full precision (TPU/GPU matmuls default
+  # to bf16/tf32 passes).
+  gone = jnp.einsum('nhrc,nhcf->nhrf', gone_w, gone_v, precision=_HIGHEST)
   safe = jnp.all(gone[..., -1] <= 0.5 * shared.weighted[..., -1])
 
   def exact():
     kept = jnp.ones(where.shape[:1] + shared.exp_logits.shape[-1:], f32)
     kept = jax.vmap(lambda row, w: row.at[w].set(0.0))(kept, where)
     return jnp.einsum('hrj,nhjf->nhrf', shared.exp_logits,
-                      shared.weights_v[None] * kept[:, None, :, None])
+                      shared.weights_v[None] * kept[:, None, :, None],
+                      precision=_HIGHEST)
 
   return jax.lax.cond(safe, lambda: shared.weighted - gone, exact)
 
