@@ -5,10 +5,13 @@ Run: ``python -m eval.bench_metrics [--clip PATH] [--runs 3]``
 Both sides get the same 16-frame 288x352 luma pair in one process: the Y plane
 of the first frames of a real clip (default: the bundled sample clip), resized
 to cover 288x352 and centre-cropped, against a blurred (Gaussian sigma 1.2)
-and noisy (N(0, 6^2)) copy, rounded to uint8. Times are the median of
-``--runs`` calls after ``--warmup`` untimed calls, the same for every
-contender (so jaxvr's compile time and first-call allocations are
-excluded); the inputs of jaxvr are already on the device. Competitors:
+and noisy (N(0, 6^2)) copy, rounded to uint8. Each contender first gets
+``--warmup`` untimed calls (so jaxvr's compile time and first-call
+allocations are excluded); then ``--runs`` rounds alternate the two, jaxvr
+called about as many times per round as one competitor call takes, and the
+medians of the per-call times are compared (interleaving keeps the machine's
+drift out of the ratio). The inputs of jaxvr are already on the device.
+Competitors:
 
 * ``skvideo.measure.strred`` (scikit-video 1.1.11, float32 NumPy port of the
   LIVE release; needs the ``numpy.int``/``numpy.float`` aliases, restored here);
@@ -90,17 +93,46 @@ def distort(frames: np.ndarray, seed: int = 0) -> np.ndarray:
   return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def timed(fn, runs: int, warmup: int):
-  """Median wall and process-CPU seconds of ``fn()`` and its last result."""
+def _call(fn):
+  """``(wall s, process-CPU s, result)`` of one call."""
+  c0, t0 = time.process_time(), time.perf_counter()
+  out = fn()
+  return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def timed_pair(mine, other, runs: int, warmup: int):
+  """Median seconds per call of two contenders, measured interleaved.
+
+  The machine's speed drifts over seconds (frequency, neighbours), so the
+  two are timed in alternating rounds: each round calls ``mine`` as many
+  times as takes about one call of ``other`` (jaxvr is ~100x faster), then
+  ``other`` once, and each contender's per-call time of the round is kept.
+  ``other=None`` times ``mine`` alone.
+
+  Returns:
+    ``{'mine': (wall, cpu, result), 'other': (wall, cpu, result) or None}``
+    with the median wall and process-CPU seconds per call over ``runs``
+    rounds, after ``warmup`` untimed calls of each.
+  """
   for _ in range(warmup):
-    fn()
-  walls, cpus, out = [], [], None
+    mine()
+    if other is not None:
+      other()
+  inner = 1
+  if other is not None:
+    inner = max(1, round(_call(other)[0] / max(_call(mine)[0], 1e-9)))
+  stats = {'mine': ([], []), 'other': ([], [])}
+  results = {}
   for _ in range(runs):
-    c0, t0 = time.process_time(), time.perf_counter()
-    out = fn()
-    walls.append(time.perf_counter() - t0)
-    cpus.append(time.process_time() - c0)
-  return statistics.median(walls), statistics.median(cpus), out
+    for name, fn, n in (('mine', mine, inner), ('other', other, 1)):
+      if fn is None:
+        continue
+      calls = [_call(fn) for _ in range(n)]
+      stats[name][0].append(sum(c[0] for c in calls) / n)
+      stats[name][1].append(sum(c[1] for c in calls) / n)
+      results[name] = calls[-1][2]
+  return {name: (statistics.median(w), statistics.median(c), results[name])
+          if w else None for name, (w, c) in stats.items()}
 
 
 def main(argv=None) -> int:
@@ -125,20 +157,13 @@ def main(argv=None) -> int:
   ref = fit(read_luma(clip, args.frames), HEIGHT, WIDTH)
   dis = distort(ref)
   print(f'clip {clip}: {ref.shape[0]} frames of {HEIGHT}x{WIDTH} luma, '
-        f'median of {args.runs} runs after {args.warmup} warm-up calls; '
+        f'medians of {args.runs} interleaved rounds after {args.warmup} '
+        f'warm-up calls; '
         f'{jax.default_backend()} '
         f'backend, {jax.device_count()} device(s)')
 
   ref_d, dis_d = jax.device_put(ref), jax.device_put(dis)
   rows = {}
-
-  wall, cpu, res = timed(lambda: _block(jm.strred(ref_d, dis_d)), args.runs,
-                          args.warmup)
-  rows['strred'] = {'jaxvr_s': wall, 'jaxvr_cpu_s': cpu, 'jaxvr_value': res.strred}
-  wall, cpu, val = timed(lambda: _block(jm.ssim(ref_d, dis_d)), args.runs,
-                          args.warmup)
-  rows['ssim'] = {'jaxvr_s': wall, 'jaxvr_cpu_s': cpu,
-                  'jaxvr_value': float(np.mean(np.asarray(val)))}
 
   try:
     np.int = int  # noqa: NPY001  (scikit-video 1.1.11 uses the removed aliases)
@@ -147,30 +172,39 @@ def main(argv=None) -> int:
   except ImportError:
     print('scikit-video not installed: skipping the ST-RRED comparison '
           '(pip install scikit-video==1.1.11)')
+    sk_strred = None
   else:
-    wall, cpu, out = timed(
-        lambda: skm.strred(ref[..., None], dis[..., None]), args.runs,
-        args.warmup)
-    rows['strred'].update(other='scikit-video', other_s=wall, other_cpu_s=cpu,
-                          precision='float32 / float32 frames',
-                          other_value=float(out[1]))
+    def sk_strred():
+      return float(skm.strred(ref[..., None], dis[..., None])[1])
 
   try:
     from skimage.metrics import structural_similarity
   except ImportError:
     print('scikit-image not installed: skipping the SSIM comparison')
+    sk_ssim = None
   else:
     r32, d32 = ref.astype(np.float32), dis.astype(np.float32)
 
     def sk_ssim():
-      return [structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, data_range=255)
-              for a, b in zip(r32, d32, strict=True)]
+      return float(np.mean([structural_similarity(
+          a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+          data_range=255) for a, b in zip(r32, d32, strict=True)]))
 
-    wall, cpu, out = timed(sk_ssim, args.runs, args.warmup)
-    rows['ssim'].update(other='scikit-image', other_s=wall, other_cpu_s=cpu,
-                        precision='float32 / float32',
-                        other_value=float(np.mean(out)))
+  contenders = {
+      'strred': (lambda: _block(jm.strred(ref_d, dis_d)).strred,
+                 'scikit-video', sk_strred, 'float32 / float32 frames'),
+      'ssim': (lambda: float(np.mean(np.asarray(_block(jm.ssim(ref_d, dis_d))))),
+               'scikit-image', sk_ssim, 'float32 / float32'),
+  }
+  rows = {}
+  for name, (mine, other_name, other, precision) in contenders.items():
+    got = timed_pair(mine, other, args.runs, args.warmup)
+    wall, cpu, value = got['mine']
+    rows[name] = {'jaxvr_s': wall, 'jaxvr_cpu_s': cpu, 'jaxvr_value': value}
+    if got['other'] is not None:
+      wall, cpu, value = got['other']
+      rows[name].update(other=other_name, other_s=wall, other_cpu_s=cpu,
+                        other_value=value, precision=precision)
 
   print(f'{"metric":8} {"jaxvr s":>9} {"other":>13} {"other s":>9} '
         f'{"ratio":>7} {"target":>7}  values (jaxvr / other)')
