@@ -15,7 +15,10 @@ the loss target once, then for every mask (the same masks everywhere: sample
 ``i`` uses the noise of ``fold_in(key, i)``) the encoder on the visible
 tokens, the decoder, the per-token error and the masked mean, accumulated
 into the per-chunk sums the significance maps are made from. Measured in
-one run, compile time excluded, best of ``--repeats``:
+one run, compile time excluded: every contender is warmed up, then
+``--repeats`` rounds time each contender once in turn (so the machine's
+slow and fast phases fall on all of them alike), and each keeps its best
+round:
 
 * jaxvr vmapped, ``jaxvr.carv.significance_sums`` (the product path):
   batches of masks, several batches per compiled call (at each batch size
@@ -58,6 +61,8 @@ import os
 import pathlib
 import sys
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,26 +112,42 @@ def load_model(args):
   return stmae.init_params(config, jax.random.key(0)), config, 'random init'
 
 
-def best_time(run, n: int, repeats: int, warm: int) -> tuple[float, object]:
-  """``(best seconds per mask, last result)`` of ``run(n)`` (masks).
+class Contender(NamedTuple):
+  """One timed path: ``run(n)`` processes ``n`` masks and returns its sums.
 
-  An untimed ``run(warm)`` first compiles and warms up; ``warm`` must cover
-  two calls of the compiled step (the second sees the first one's outputs).
+  ``warm`` masks are run once untimed first; they must cover two calls of
+  the compiled step (the second sees the first one's outputs).
   """
-  run(warm)
-  best, out = float('inf'), None
+  run: Callable[[int], object]
+  n: int
+  warm: int
+
+
+def measure(contenders: dict, repeats: int) -> dict:
+  """``{name: (best seconds per mask, last result)}``, timed interleaved.
+
+  Every contender is warmed up, then ``repeats`` rounds each time every
+  contender once, in turn, so slow and fast phases of the machine fall on
+  all of them alike; each keeps its best round.
+  """
+  for c in contenders.values():
+    c.run(c.warm)
+  best = {name: (float('inf'), None) for name in contenders}
   for _ in range(repeats):
-    t0 = time.perf_counter()
-    out = run(n)
-    best = min(best, time.perf_counter() - t0)
-  return best / n, out
+    for name, c in contenders.items():
+      t0 = time.perf_counter()
+      out = c.run(c.n)
+      sec = (time.perf_counter() - t0) / c.n
+      best[name] = (min(best[name][0], sec), out)
+  return best
 
 
-def time_vmapped(params, config, video, key, n_samples, batch_size, repeats):
+def vmapped(params, config, video, key, n_samples, batch_size) -> Contender:
+  """The product path, ``carv.significance_sums``."""
   run = (lambda n: jax.block_until_ready(carv.significance_sums(
       params, config, video, key, n_samples=n, mask_ratio=RATIO,
       batch_size=batch_size, progress=False)))
-  return best_time(run, n_samples, repeats, 2 * batch_size)
+  return Contender(run, n_samples, 2 * batch_size)
 
 
 def _sums_of(sums, out: many_masks.MaskLosses):
@@ -157,7 +178,7 @@ def _add_one_mask(sums, params, shared, key, i, *, config, keep):
                                                keep))
 
 
-def time_loop(params, config, video, key, n_samples, repeats):
+def loop(params, config, video, key, n_samples) -> Contender:
   """Python loop of one jitted call per mask, after the shared work."""
   keep = stmae.len_keep(config.num_tokens, RATIO)
 
@@ -169,7 +190,7 @@ def time_loop(params, config, video, key, n_samples, repeats):
           sums, params, shared, key, jnp.int32(i), config=config, keep=keep))
     return dict(zip(SUM_NAMES, sums, strict=True))
 
-  return best_time(run, n_samples, repeats, 2)
+  return Contender(run, n_samples, 2)
 
 
 @functools.partial(jax.jit, static_argnames=('config', 'batch', 'keep'))
@@ -181,20 +202,19 @@ def _add_plain_batch(sums, params, tokens, key, b, *, config, batch, keep):
                                               out.sample_loss))
 
 
-def time_plain(params, config, video, key, n_samples, batch, repeats):
+def plain(params, config, video, key, n_samples, batch) -> Contender:
   """Vmapped batches of the plain forward (no shared decoder work)."""
   keep = stmae.len_keep(config.num_tokens, RATIO)
-  n_samples = -(-n_samples // batch) * batch
 
   def run(n):
     tokens = stmae.encode_tokens(params, config, video[None])
     sums = _zero_sums(config)
-    for b in range(n // batch):
+    for b in range(-(-n // batch)):
       sums = _add_plain_batch(sums, params, tokens, key, jnp.int32(b),
                               config=config, batch=batch, keep=keep)
-    return jax.block_until_ready(sums)
+    return dict(zip(SUM_NAMES, jax.block_until_ready(sums), strict=True))
 
-  return best_time(run, n_samples, repeats, 2 * batch)[0]
+  return Contender(run, -(-n_samples // batch) * batch, 2 * batch)
 
 
 def flops_per_mask(params, config, video) -> tuple[float, float]:
@@ -219,13 +239,14 @@ def map_agreement(sums_a, sums_b, config, n_samples) -> dict[str, float]:
           for est in carv.ESTIMATORS}
 
 
-def time_torch(params, config, video, key, n_samples, batch_sizes, repeats,
-               threads, ref_sums):
-  """PyTorch ST-MAE per-mask times at batch 1 and ``batch_sizes``.
+def torch_contenders(params, config, video, key, n_samples, batch_sizes,
+                     threads) -> tuple[dict, dict]:
+  """The PyTorch ST-MAE at batch 1 and ``batch_sizes``, after its checks.
 
   Returns:
-    A result dict, or ``{'refused': reason}`` when the model disagrees with
-    the parity fixture or with jaxvr on the bench clip (nothing is timed).
+    ``(info, {batch: Contender})``; ``info`` holds ``{'refused': reason}``
+    and no contender when the model disagrees with the parity fixture or
+    with jaxvr on the bench clip (nothing is timed then).
   """
   import torch
 
@@ -234,7 +255,7 @@ def time_torch(params, config, video, key, n_samples, batch_sizes, repeats,
   torch.set_num_threads(threads)
   errors = torch_stmae.parity_errors(FIXTURES)
   if max(errors.values()) > PARITY_TOL:
-    return {'refused': f'differs from the official parity fixture: {errors}'}
+    return {'refused': f'differs from the official parity fixture: {errors}'}, {}
   model = torch_stmae.TorchSTMAE(config).eval().load_arrays(
       stmae.export_state_dict(params, config))
   keep = stmae.len_keep(config.num_tokens, RATIO)
@@ -262,18 +283,13 @@ def time_torch(params, config, video, key, n_samples, batch_sizes, repeats,
   rel = float(np.abs(first - np.asarray(check)).max()
               / np.abs(np.asarray(check)).max())
   if rel > PARITY_TOL:
-    return {'refused': f'per-mask losses differ from jaxvr by {rel:.2e}'}
-  ms = {}
-  for b in [1] + [x for x in batch_sizes if x != 1]:
-    sec, sums = best_time(functools.partial(run, b), n_samples, repeats,
-                          2 * b)
-    ms[b] = sec * 1e3
-  best = min(ms, key=ms.get)
-  spearman = map_agreement(sums, ref_sums, config, n_samples)
-  return {'version': torch.__version__, 'threads': threads,
+    return {'refused': f'per-mask losses differ from jaxvr by {rel:.2e}'}, {}
+  info = {'version': torch.__version__, 'threads': threads,
           'parity_fixture_max_abs_err': errors,
-          'bench_clip_loss_max_rel_diff': rel, 'ms_per_mask': ms,
-          'best_batch': best, 'spearman_vs_jaxvr': spearman}
+          'bench_clip_loss_max_rel_diff': rel}
+  batches = [1] + [b for b in batch_sizes if b != 1]
+  return info, {b: Contender(functools.partial(run, b), n_samples, 2 * b)
+                for b in batches}
 
 
 def print_torch(res, jax_ms, flops) -> dict:
@@ -326,45 +342,63 @@ def main(argv=None) -> int:
         f'{flops / 1e6:.0f} M with the shared decoder work, '
         f'{flops_plain / 1e6:.0f} M for the plain forward')
 
-  results = {}
-  for b in batch_sizes:
-    sec, sums = time_vmapped(params, config, video, key, args.n_samples, b,
-                             args.repeats)
-    results[b] = (sec, sums)
-    print(f'jaxvr vmapped float32, batch {b:3d}: {sec * 1e3:7.2f} ms per '
-          f'mask, {flops / sec / 1e9:6.1f} GFLOP/s')
-  best_b = min(results, key=lambda b: results[b][0])
-  best, sums32 = results[best_b]
-  plains = {}
-  for b in batch_sizes:
-    plains[b] = time_plain(params, config, video, key, args.n_samples, b,
-                           args.repeats)
-    print(f'jaxvr vmapped float32, plain forward, batch {b:3d}: '
-          f'{plains[b] * 1e3:7.2f} ms per mask, '
-          f'{flops_plain / plains[b] / 1e9:6.1f} GFLOP/s')
-  plain_b = min(plains, key=plains.get)
-  plain = plains[plain_b]
-  print(f'ratio plain (best batch {plain_b}) / shared (best batch {best_b}): '
-        f'{plain / best:.2f}x')
-  loop, _ = time_loop(params, config, video, key, args.loop_samples,
-                      args.repeats)
-  print(f'jaxvr per-mask loop float32 : {loop * 1e3:7.2f} ms per mask, '
-        f'{flops / loop / 1e9:6.1f} GFLOP/s')
-  print(f'ratio loop / vmapped (batch {best_b}): {loop / best:.2f}x')
-
+  contenders = {('shared', b): vmapped(params, config, video, key,
+                                      args.n_samples, b) for b in batch_sizes}
+  contenders.update({('plain', b): plain(params, config, video, key,
+                                         args.n_samples, b)
+                     for b in batch_sizes})
+  contenders[('loop', 1)] = loop(params, config, video, key, args.loop_samples)
+  torch_info = None
   if importlib.util.find_spec('torch') is None:
     print("PyTorch ST-MAE skipped: torch is not installed "
           "(pip install 'jaxvr[torch]')")
-    torch_res, torch_ratios = None, {}
   else:
-    torch_res = time_torch(params, config, video, key, args.n_samples,
-                           batch_sizes, args.repeats, args.torch_threads,
-                           sums32)
+    torch_info, torch_runs = torch_contenders(
+        params, config, video, key, args.n_samples, batch_sizes,
+        args.torch_threads)
+    contenders.update({('torch', b): c for b, c in torch_runs.items()})
+  print(f'timing {len(contenders)} contenders in {args.repeats} interleaved '
+        f'rounds (best round each)')
+  timed = measure(contenders, args.repeats)
+
+  def times(kind):
+    return {b: sec for (k, b), (sec, _) in timed.items() if k == kind}
+
+  results = times('shared')
+  for b, sec in results.items():
+    print(f'jaxvr vmapped float32, batch {b:3d}: {sec * 1e3:7.2f} ms per '
+          f'mask, {flops / sec / 1e9:6.1f} GFLOP/s')
+  best_b = min(results, key=results.get)
+  best, sums32 = results[best_b], timed[('shared', best_b)][1]
+  plains = times('plain')
+  for b, sec in plains.items():
+    print(f'jaxvr vmapped float32, plain forward, batch {b:3d}: '
+          f'{sec * 1e3:7.2f} ms per mask, {flops_plain / sec / 1e9:6.1f} '
+          f'GFLOP/s')
+  plain_b = min(plains, key=plains.get)
+  plain_best = plains[plain_b]
+  print(f'ratio plain (best batch {plain_b}) / shared (best batch {best_b}): '
+        f'{plain_best / best:.2f}x')
+  loop_sec = timed[('loop', 1)][0]
+  print(f'jaxvr per-mask loop float32 : {loop_sec * 1e3:7.2f} ms per mask, '
+        f'{flops / loop_sec / 1e9:6.1f} GFLOP/s')
+  print(f'ratio loop / vmapped (batch {best_b}): {loop_sec / best:.2f}x')
+  torch_res, torch_ratios = None, {}
+  if torch_info is not None:
+    torch_res = dict(torch_info)
+    if 'refused' not in torch_info:
+      ms = {b: sec * 1e3 for b, sec in times('torch').items()}
+      torch_best = min(ms, key=ms.get)
+      torch_res.update(ms_per_mask=ms, best_batch=torch_best,
+                       spearman_vs_jaxvr=map_agreement(
+                           timed[('torch', torch_best)][1], sums32, config,
+                           args.n_samples))
     torch_ratios = print_torch(torch_res, best * 1e3, flops_plain)
 
   cfg16 = dataclasses.replace(config, dtype='bfloat16')
-  sec16, sums16 = time_vmapped(params, cfg16, video, key, args.n_samples,
-                               best_b, args.repeats)
+  sec16, sums16 = measure({'bf16': vmapped(params, cfg16, video, key,
+                                           args.n_samples, best_b)},
+                         args.repeats)['bf16']
   print(f'jaxvr vmapped bfloat16, batch {best_b:3d}: {sec16 * 1e3:7.2f} ms '
         f'per mask')
   spearman = map_agreement(sums16, sums32, config, args.n_samples)
@@ -379,12 +413,12 @@ def main(argv=None) -> int:
         'flops_per_mask_shared_path': flops,
         'flops_per_mask_plain_forward': flops_plain,
         'plain_f32_ms_per_mask': {str(b): v * 1e3 for b, v in plains.items()},
-        'ratio_plain_vs_shared': plain / best,
-        'vmapped_f32_ms_per_mask': {str(b): results[b][0] * 1e3
-                                    for b in results},
+        'ratio_plain_vs_shared': plain_best / best,
+        'vmapped_f32_ms_per_mask': {str(b): v * 1e3
+                                    for b, v in results.items()},
         'best_batch': best_b,
-        'loop_f32_ms_per_mask': loop * 1e3,
-        'ratio_loop_vs_vmapped': loop / best,
+        'loop_f32_ms_per_mask': loop_sec * 1e3,
+        'ratio_loop_vs_vmapped': loop_sec / best,
         'torch': None if torch_res is None else {
             k: ({str(b): v for b, v in x.items()} if k == 'ms_per_mask'
                 else x) for k, x in torch_res.items()},
