@@ -47,8 +47,9 @@ round:
   for the same masks.
 
 Ratios (printed and ``--json`` fields): ``ratio_loop_vs_vmapped``,
-``ratio_plain_vs_shared``, ``ratio_torch_batch1_vs_jaxvr`` and ``ratio_torch_best_vs_jaxvr`` (time per
-mask over jaxvr's best vmapped time per mask; above 1 = jaxvr faster).
+``ratio_plain_vs_shared``, ``ratio_torch_batch1_vs_jaxvr`` and
+``ratio_torch_best_vs_jaxvr`` (time per mask over jaxvr's best vmapped time
+per mask; above 1 = jaxvr faster).
 """
 
 from __future__ import annotations
@@ -69,10 +70,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvr import carv, files, stmae
+from jaxvr.carv import significance
 from jaxvr.carv.significance import sample_noise
 from jaxvr.errors import CheckpointError
 from jaxvr.stmae import many_masks
-from jaxvr.stmae.forward import _encode_tokens, _from_tokens
+from jaxvr.stmae.forward import _from_tokens
 
 BENCH_CONFIG = dict(
     img_size=112, patch_size=16, in_chans=3, embed_dim=192, depth=4,
@@ -151,23 +153,15 @@ def vmapped(params, config, video, key, n_samples, batch_size) -> Contender:
 
 
 def _sums_of(sums, out: many_masks.MaskLosses):
-  """``sums`` plus the per-chunk sums of a batch of masks."""
-  mask, loss = out.mask, out.sample_loss[:, None]
-  return (sums[0] + jnp.sum(loss * (1 - mask), 0),
-          sums[1] + jnp.sum(1 - mask, 0),
-          sums[2] + jnp.sum(out.per_token_loss * mask, 0),
-          sums[3] + jnp.sum(mask, 0), sums[4] + jnp.sum(loss))
+  """``sums`` plus the per-chunk sums of a batch of masks (all counted)."""
+  return jax.tree.map(jnp.add, sums, significance.chunk_sums(
+      out, jnp.ones(out.mask.shape[:1], bool)))
 
 
-def _zero_sums(config):
-  zeros = jnp.zeros((config.num_tokens,), jnp.float32)
-  return (zeros, zeros, zeros, zeros, jnp.zeros((), jnp.float32))
-
-
-@functools.partial(jax.jit, static_argnames=('config',))
-def _shared(params, video, *, config):
-  tokens = _encode_tokens(params, config, video[None])
-  return many_masks.shared_work(params, config, tokens)
+def _shared(params, config, video):
+  """The per-clip work of the product path (embedding, target, shared decoder)."""
+  tokens = stmae.encode_tokens(params, config, video[None])
+  return significance._shared_work(params, tokens, config=config)
 
 
 @functools.partial(jax.jit, static_argnames=('config', 'keep'))
@@ -183,8 +177,8 @@ def loop(params, config, video, key, n_samples) -> Contender:
   keep = stmae.len_keep(config.num_tokens, RATIO)
 
   def run(n):
-    shared = _shared(params, video, config=config)
-    sums = _zero_sums(config)
+    shared = _shared(params, config, video)
+    sums = significance.zero_sums(config.num_tokens)
     for i in range(n):
       sums = jax.block_until_ready(_add_one_mask(
           sums, params, shared, key, jnp.int32(i), config=config, keep=keep))
@@ -208,7 +202,7 @@ def plain(params, config, video, key, n_samples, batch) -> Contender:
 
   def run(n):
     tokens = stmae.encode_tokens(params, config, video[None])
-    sums = _zero_sums(config)
+    sums = significance.zero_sums(config.num_tokens)
     for b in range(-(-n // batch)):
       sums = _add_plain_batch(sums, params, tokens, key, jnp.int32(b),
                               config=config, batch=batch, keep=keep)
@@ -222,7 +216,7 @@ def flops_per_mask(params, config, video) -> tuple[float, float]:
   keep = stmae.len_keep(config.num_tokens, RATIO)
   noise = jnp.zeros((1, config.num_tokens), jnp.float32)
   tokens = stmae.encode_tokens(params, config, video[None])
-  shared = _shared(params, video, config=config)
+  shared = _shared(params, config, video)
   fast = jax.jit(lambda p, s, n: many_masks.mask_losses(
       p, config, s, n, keep).sample_loss).lower(params, shared, noise)
   plain = jax.jit(lambda p, t, n: _from_tokens(

@@ -66,19 +66,34 @@ def sample_noise(key: jax.Array, sample_ids: jax.Array,
   return jax.vmap(lambda k: jax.random.uniform(k, (num_tokens,)))(keys)
 
 
-def _batch_stats(params, config: STMAEConfig, shared, key, sample_ids,
-                 n_samples: int, keep: int, sharding):
-  """Per-chunk sums of one batch of masks: (loss_vis, n_vis, err_m, n_m, loss)."""
-  sample_ids = jax.lax.with_sharding_constraint(sample_ids, sharding)
-  noise = sample_noise(key, sample_ids, config.num_tokens)
-  out = many_masks.mask_losses(params, config, shared, noise, keep)
-  valid = (sample_ids < n_samples).astype(jnp.float32)[:, None]
+def zero_sums(num_tokens: int) -> tuple:
+  """Empty per-chunk sums: (loss_vis, n_vis, err_m, n_m ``[L]``, loss ``[]``)."""
+  zeros = jnp.zeros((num_tokens,), jnp.float32)
+  return (zeros, zeros, zeros, zeros, jnp.zeros((), jnp.float32))
+
+
+def chunk_sums(out: many_masks.MaskLosses, valid: jax.Array) -> tuple:
+  """Per-chunk sums of a batch of masks, counting those with ``valid [N]`` 1.
+
+  Returns:
+    ``(loss_vis, n_vis, err_m, n_m, loss)`` as in :func:`zero_sums`.
+  """
+  valid = valid.astype(jnp.float32)[:, None]
   visible = (1.0 - out.mask) * valid
   masked = out.mask * valid
   loss = out.sample_loss[:, None]
   return (jnp.sum(loss * visible, 0), jnp.sum(visible, 0),
           jnp.sum(out.per_token_loss * masked, 0), jnp.sum(masked, 0),
           jnp.sum(loss[:, 0] * valid[:, 0]))
+
+
+def _batch_stats(params, config: STMAEConfig, shared, key, sample_ids,
+                 n_samples: int, keep: int, sharding):
+  """Per-chunk sums of one batch of masks (padded ids beyond ``n_samples`` ignored)."""
+  sample_ids = jax.lax.with_sharding_constraint(sample_ids, sharding)
+  noise = sample_noise(key, sample_ids, config.num_tokens)
+  out = many_masks.mask_losses(params, config, shared, noise, keep)
+  return chunk_sums(out, sample_ids < n_samples)
 
 
 @functools.partial(jax.jit, static_argnames=('config',))
@@ -163,9 +178,7 @@ def significance_sums(params, config: STMAEConfig, video: jax.Array,
   tokens = encode_tokens(params, config, jnp.asarray(video)[None])
   shared = _shared_work(params, tokens, config=config)
   params, shared, key = put_global((params, shared, key), replicated)
-  zeros = jnp.zeros((config.num_tokens,), jnp.float32)
-  sums = put_global((zeros, zeros, zeros, zeros, jnp.zeros((), jnp.float32)),
-                    replicated)
+  sums = put_global(zero_sums(config.num_tokens), replicated)
   n = jnp.int32(n_samples)
   with tqdm(total=n_batches, desc='significance', unit='batch',
             disable=not progress, leave=False) as bar:
